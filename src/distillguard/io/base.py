@@ -1,0 +1,319 @@
+"""What every reader shares: opening compressed files, rejecting bad records, typed field access.
+
+A reader turns one log file into canonical `EVENT_SCHEMA` batches. A record that cannot be read
+becomes a `Reject` naming file, line, field and reason; the reader then carries on, so one bad
+line never costs the rest of the file.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import ipaddress
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+import orjson
+import pyarrow as pa
+import zstandard
+
+from distillguard.schema import EVENT_SCHEMA, REQUIRED_EVENT_COLUMNS, rows_to_batch
+
+DEFAULT_BATCH_ROWS = 20_000
+_RAW_KEEP = 500  # characters of a rejected line kept for the analyst
+
+
+class RecordError(ValueError):
+    """A record that cannot become an event; `field` names the offending field path."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Reject:
+    file: str
+    line: int
+    field: str
+    reason: str
+    raw: str = ""
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(asdict(self))
+
+
+@dataclass
+class RejectSink:
+    """Collects rejected records; `write` persists them as JSON lines."""
+
+    rejects: list[Reject] = field(default_factory=list)
+
+    def add(self, file: Path | str, line: int, fld: str, reason: str, raw: bytes | str = b"") -> None:
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+        self.rejects.append(Reject(str(file), line, fld, reason, text[:_RAW_KEEP]))
+
+    def __len__(self) -> int:
+        return len(self.rejects)
+
+    def write(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("wb") as fh:
+            for r in self.rejects:
+                fh.write(r.to_json() + b"\n")
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """Options every reader accepts; most readers use only a few."""
+
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    batch_rows: int = DEFAULT_BATCH_ROWS
+    # OpenAI Batch files carry no account: it comes from an envelope file or the CLI.
+    account_id: str | None = None
+    batch_envelope: Path | None = None
+
+
+class Reader(Protocol):
+    """One log format. `sniff` looks at the first parsed record (None for binary formats)."""
+
+    name: str
+
+    def sniff(self, path: Path, first: Mapping[str, Any] | None) -> bool: ...
+
+    def read(self, path: Path, rejects: RejectSink, options: ReadOptions) -> Iterator[pa.RecordBatch]: ...
+
+
+# --- opening files -------------------------------------------------------------------------------
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+def open_binary(path: Path) -> IO[bytes]:
+    """Open a file, transparently decompressing gzip or zstd by magic bytes (not by extension)."""
+    raw = path.open("rb")
+    head = raw.peek(4)[:4] if hasattr(raw, "peek") else b""
+    if head.startswith(_GZIP_MAGIC):
+        return gzip.GzipFile(fileobj=raw)  # type: ignore[return-value]
+    if head.startswith(_ZSTD_MAGIC):
+        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, closefd=True))
+    return raw
+
+
+_STREAM_ERRORS = (EOFError, OSError, zlib.error, zstandard.ZstdError)
+
+
+def iter_lines(path: Path, rejects: RejectSink) -> Iterator[tuple[int, bytes]]:
+    """Yield (1-based line number, raw line) for non-blank lines; a broken stream becomes a reject."""
+    lineno = 0
+    try:
+        with open_binary(path) as fh:
+            for lineno, line in enumerate(fh, start=1):  # noqa: B007 - lineno used after the loop
+                if line.strip():
+                    yield lineno, line
+    except _STREAM_ERRORS as exc:
+        rejects.add(path, lineno + 1, "<file>", f"unreadable or truncated compressed stream: {exc}")
+
+
+def iter_json_lines(path: Path, rejects: RejectSink) -> Iterator[tuple[int, bytes, dict[str, Any]]]:
+    """Yield (line number, raw line, parsed object); lines that are not UTF-8 JSON objects are rejected."""
+    for lineno, line in iter_lines(path, rejects):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            rejects.add(path, lineno, "<line>", f"not UTF-8: {exc.reason} at byte {exc.start}", line)
+            continue
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            rejects.add(path, lineno, "<line>", f"malformed JSON: {exc}", line)
+            continue
+        if not isinstance(obj, dict):
+            rejects.add(path, lineno, "<line>", f"expected a JSON object, got {type(obj).__name__}", line)
+            continue
+        yield lineno, line, obj
+
+
+def first_json_record(path: Path, max_lines: int = 20) -> dict[str, Any] | None:
+    """The first JSON object in a text file (for sniffing), or None."""
+    sink = RejectSink()
+    for i, (_, _, obj) in enumerate(iter_json_lines(path, sink)):
+        return obj
+        if i >= max_lines:  # pragma: no cover
+            break
+    return None
+
+
+def batches_from_records(
+    path: Path,
+    records: Iterator[tuple[int, bytes, dict[str, Any]]],
+    convert: Any,
+    rejects: RejectSink,
+    batch_rows: int,
+) -> Iterator[pa.RecordBatch]:
+    """Convert parsed records into events with `convert(record) -> dict`, batching the good ones."""
+    rows: list[dict[str, Any]] = []
+    for lineno, raw, obj in records:
+        try:
+            row = convert(obj)
+            check_required(row)
+        except RecordError as exc:
+            rejects.add(path, lineno, exc.field, exc.reason, raw)
+            continue
+        rows.append(row)
+        if len(rows) >= batch_rows:
+            yield rows_to_batch(rows, EVENT_SCHEMA)
+            rows = []
+    if rows:
+        yield rows_to_batch(rows, EVENT_SCHEMA)
+
+
+def check_required(row: Mapping[str, Any]) -> None:
+    for name in REQUIRED_EVENT_COLUMNS:
+        if row.get(name) is None:
+            raise RecordError(name, "required field missing")
+
+
+# --- typed field access --------------------------------------------------------------------------
+
+
+def dig(obj: Mapping[str, Any], dotted: str) -> Any:
+    """Value at a dotted path ('metadata.user_api_key_hash'), None when any step is missing."""
+    cur: Any = obj
+    for part in dotted.split("."):
+        if not isinstance(cur, Mapping):
+            return None
+        cur = cur.get(part)
+    return cur
+
+
+def as_str(value: Any, fld: str) -> str | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    raise RecordError(fld, f"expected a string, got {type(value).__name__}")
+
+
+def as_int(value: Any, fld: str) -> int | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise RecordError(fld, "expected an integer, got bool")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            pass
+    raise RecordError(fld, f"expected an integer, got {value!r:.40}")
+
+
+def as_float(value: Any, fld: str) -> float | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise RecordError(fld, "expected a number, got bool")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    raise RecordError(fld, f"expected a number, got {value!r:.40}")
+
+
+def as_bool(value: Any, fld: str) -> bool | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
+        return value.lower() in ("true", "1")
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise RecordError(fld, f"expected a boolean, got {value!r:.40}")
+
+
+_MIN_TS, _MAX_TS = datetime(1990, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def as_time(value: Any, fld: str) -> datetime | None:
+    """Epoch seconds (float), epoch nanoseconds (OTLP strings) or ISO 8601 text, as aware UTC."""
+    if value is None or value == "":
+        return None
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        if isinstance(value, int | float):
+            ts = datetime.fromtimestamp(_epoch_seconds(float(value)), tz=UTC)
+        elif isinstance(value, str):
+            if value.lstrip("-").isdigit():
+                ts = datetime.fromtimestamp(_epoch_seconds(float(value)), tz=UTC)
+            else:
+                ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
+                ts = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+        else:
+            raise TypeError
+    except (TypeError, ValueError, OverflowError, OSError) as exc:
+        raise RecordError(fld, f"expected a timestamp, got {value!r:.40}") from exc
+    if not _MIN_TS <= ts < _MAX_TS:
+        raise RecordError(fld, f"timestamp out of range: {value!r:.40}")
+    return ts
+
+
+def _epoch_seconds(x: float) -> float:
+    # OTLP writes nanoseconds; some exports write milliseconds. Seconds are < 1e11 until year 5138.
+    if abs(x) >= 1e17:
+        return x / 1e9
+    if abs(x) >= 1e11:
+        return x / 1e3
+    return x
+
+
+# --- client IP -----------------------------------------------------------------------------------
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(specs: Sequence[str]) -> tuple[IPNetwork, ...]:
+    return tuple(ipaddress.ip_network(s.strip(), strict=False) for s in specs if s.strip())
+
+
+def resolve_client_ip(
+    forwarded_for: str | None, peer: str | None, trusted: Sequence[IPNetwork]
+) -> str | None:
+    """The client address: walk X-Forwarded-For from the right past our own trusted proxies.
+
+    The right-most hop not in `trusted` is the first address we did not add ourselves, so a
+    client that writes its own X-Forwarded-For cannot choose what we see. With no trusted
+    proxies the peer address is the client, whatever the header says.
+    """
+    hops = [h.strip() for h in (forwarded_for or "").split(",") if h.strip()]
+    chain = [*hops, peer] if peer else hops
+    if not chain:
+        return None
+    if not trusted:
+        # No proxies of ours: the peer is the client; without a peer, the right-most hop is the
+        # one added by the closest hop (e.g. the load balancer that wrote the log).
+        return peer or hops[-1]
+    for hop in reversed(chain):
+        try:
+            addr = ipaddress.ip_address(hop)
+        except ValueError:
+            return hop  # an unparseable hop is untrusted by definition; keep it as evidence
+        if not any(addr in net for net in trusted):
+            return str(addr)
+    return chain[0]
