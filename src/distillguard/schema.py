@@ -86,7 +86,12 @@ _REQUEST_SIGNAL_COLUMNS: list[tuple[str, pa.DataType, bool, str]] = [
     ("language", pa.string(), False, "ISO 639-1 language of the prompt; null without text."),
     ("capability", pa.string(), False, "Predicted capability being extracted (see CAPABILITIES)."),
     ("capability_score", pa.float64(), False, "Calibrated probability of `capability`."),
-    ("template_id", pa.string(), False, "Seeded fingerprint of the slot-masked prompt; shared across accounts."),
+    (
+        "template_id",
+        pa.string(),
+        False,
+        "Seeded fingerprint of the slot-masked prompt; shared across accounts.",
+    ),
     ("prompt_chars", pa.int64(), False, "Length of the prompt text."),
 ]
 REQUEST_SIGNAL_SCHEMA = pa.schema(

@@ -8,10 +8,11 @@ Signals are pure and row-wise, so the same code runs in DuckDB locally and in Sp
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 
 class Signal(Protocol):
@@ -35,3 +36,23 @@ def apply_signals(batch: pa.RecordBatch, signals: Sequence[Signal], out_schema: 
         for f in out_schema
     ]
     return pa.RecordBatch.from_arrays(arrays, schema=out_schema)
+
+
+def per_distinct(values: pa.Array, fn: Callable[[list[Any]], list[Any]], out_type: pa.DataType) -> pa.Array:
+    """Compute `fn` once per distinct value (null included) and spread the results back onto every row.
+
+    Prompts, IPs and user agents repeat heavily in gateway logs, so row-wise Python work is paid per
+    distinct value only.
+    """
+    distinct = pc.unique(values)
+    results = pa.array(fn(distinct.to_pylist()), type=out_type)
+    return results.take(pc.index_in(values, value_set=distinct))
+
+
+def prompt_text(batch: pa.RecordBatch, with_system: bool = False) -> pa.Array:
+    """The user prompt, optionally preceded by the system prompt; null where no prompt was logged."""
+    user = batch.column("user_text")
+    if with_system:
+        joined = pc.binary_join_element_wise(batch.column("system_prompt"), user, "\n", null_handling="skip")
+        user = pc.if_else(pc.is_null(user), user, joined)
+    return pc.if_else(batch.column("content_present"), user, pa.nulls(len(user), pa.string()))

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine: installs what the tests need, then ruff, mypy and pytest.
+# Used as is by .ci/run and by the README.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# System packages the tests use for real: Chromium (report in a browser), Redis (shared online state).
+need=()
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+if ((${#need[@]})) && command -v apt-get >/dev/null 2>&1; then
+  echo "installing ${need[*]} with apt-get"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null) \
+    || echo "warning: could not install ${need[*]}; tests that need them will say so"
+fi
+
+if [ -z "${VIRTUAL_ENV:-}" ]; then
+  [ -d .venv ] || python3 -m venv .venv
+  # shellcheck disable=SC1091
+  . .venv/bin/activate
+fi
+python -m pip install -q --upgrade pip
+python -m pip install -q -e '.[test]'
+
+ruff check src tests bench
+ruff format --check src tests bench
+mypy
+pytest "$@"

@@ -1,0 +1,186 @@
+"""Per-account risk: a calibrated model over `features.FEATURES`, and reasons an analyst can check.
+
+`RiskModel` follows scikit-learn conventions (parameters in the constructor, `fit` returns self,
+learned state ends in `_`). It is a gradient-boosted tree ensemble with isotonic calibration, so
+0.9 means about nine in ten such accounts were distillers in the labelled traffic it saw.
+Reasons are the features on which an account sits outside the benign range seen in training,
+ordered by the model's reliance on them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import skops.io as sio
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.inspection import permutation_importance
+
+from distillguard.features import FEATURES
+
+MODEL_DIR = Path(__file__).parent / "models"
+DEFAULT_MODEL = MODEL_DIR / "risk_model.skops"
+
+# What each feature means to an analyst, written as the sentence a reason uses.
+FEATURE_TEXT: dict[str, str] = {
+    "n_requests": "request volume",
+    "active_days": "days active",
+    "requests_per_active_day": "requests per active day",
+    "gap_cv": "regularity of request timing (low = machine-like)",
+    "gap_median_s": "median gap between requests",
+    "hour_entropy": "spread of activity over the day (high = around the clock)",
+    "cap_cot_elicitation_share": "share of chain-of-thought elicitation prompts",
+    "cap_rubric_grading_share": "share of rubric/reward grading prompts",
+    "cap_censorship_rewrite_share": "share of censorship-safe rewrite prompts",
+    "cap_agentic_coding_share": "share of agentic coding prompts",
+    "cap_benchmark_item_share": "share of benchmark-style items",
+    "cap_general_share": "share of general prompts",
+    "cap_unknown_share": "share of requests without text",
+    "distill_cap_share": "share of prompts extracting a distillable capability",
+    "capability_score_mean": "classifier confidence on the capability",
+    "template_distinct_ratio": "distinct templates per request (low = templated traffic)",
+    "template_top_share": "share of traffic on the top template",
+    "template_shared_share": "share of prompts on templates used by 3+ accounts",
+    "template_shared_accounts_mean": "accounts sharing this account's templates (log10)",
+    "language_distinct": "number of prompt languages",
+    "non_english_share": "share of non-English prompts",
+    "prompt_chars_mean": "mean prompt length",
+    "prompt_tokens_mean": "mean prompt tokens",
+    "completion_tokens_mean": "mean completion tokens",
+    "completion_prompt_ratio": "completion/prompt token ratio",
+    "reasoning_tokens_share": "share of requests with reasoning tokens",
+    "max_tokens_mean": "mean max_tokens requested",
+    "temperature_mean": "mean temperature",
+    "temperature_std": "variation of temperature",
+    "n_gt1_share": "share of requests asking for several choices (n > 1)",
+    "logprobs_share": "share of requests asking for logprobs",
+    "stream_share": "share of streaming requests",
+    "tools_share": "share of requests with tools",
+    "system_prompt_share": "share of requests with a system prompt",
+    "error_share": "error rate",
+    "rate_limited_share": "share of requests rejected by rate limits (429)",
+    "hosting_share": "share of requests from hosting/datacenter IPs",
+    "vpn_tor_proxy_share": "share of requests from VPN, Tor or proxy IPs",
+    "residential_share": "share of requests from residential IPs",
+    "ip_distinct_ratio": "distinct IPs per request (IP churn)",
+    "prefix_distinct": "distinct IP prefixes",
+    "asn_distinct": "distinct autonomous systems",
+    "ua_distinct": "distinct user agents",
+    "prefix_accounts_mean": "accounts seen on the same IP prefixes (log10)",
+    "end_user_distinct": "distinct end users",
+    "has_referer_share": "share of requests with app attribution headers",
+    "new_model_early_share": "share of traffic on a model within 24 h of its release",
+    "account_age_days": "account age at first request (days)",
+    "email_disposable": "disposable e-mail domain",
+    "verified": "identity verified",
+    "is_free": "free-tier account",
+    "is_enterprise": "enterprise or partner account",
+}
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One reason an account scored high: the feature, its value and the benign range it left."""
+
+    feature: str
+    value: float
+    benign_low: float
+    benign_high: float
+    weight: float
+
+    @property
+    def text(self) -> str:
+        side = "above" if self.value > self.benign_high else "below"
+        bound = self.benign_high if side == "above" else self.benign_low
+        return f"{FEATURE_TEXT.get(self.feature, self.feature)} {self.value:.3g} ({side} benign {bound:.3g})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "signal": self.feature,
+            "weight": round(self.weight, 4),
+            "detail": self.text,
+            "evidence": {"value": self.value, "benign_range": [self.benign_low, self.benign_high]},
+        }
+
+
+def feature_matrix(table: pa.Table) -> np.ndarray:
+    """The features of `table` as a float matrix in FEATURES order (nulls become NaN)."""
+    cols = [np.asarray(table.column(f).cast(pa.float64()).to_numpy(zero_copy_only=False)) for f in FEATURES]
+    return np.column_stack(cols).astype(np.float64)
+
+
+class RiskModel:
+    """Calibrated distiller probability per account from its feature row."""
+
+    def __init__(self, max_iter: int = 300, learning_rate: float = 0.08, random_state: int = 0) -> None:
+        self.max_iter = max_iter
+        self.learning_rate = learning_rate
+        self.random_state = random_state
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> RiskModel:
+        base = HistGradientBoostingClassifier(
+            max_iter=self.max_iter,
+            learning_rate=self.learning_rate,
+            l2_regularization=1.0,
+            random_state=self.random_state,
+        )
+        self.model_ = CalibratedClassifierCV(base, method="isotonic", cv=3).fit(X, y)
+        benign = X[y == 0]
+        # The benign range: 1st-99th percentile of benign accounts, NaNs ignored.
+        with np.errstate(all="ignore"):
+            self.benign_low_ = np.nanpercentile(benign, 1, axis=0)
+            self.benign_high_ = np.nanpercentile(benign, 99, axis=0)
+        sample = np.random.default_rng(self.random_state).choice(len(X), min(len(X), 3000), replace=False)
+        imp = permutation_importance(
+            self.model_,
+            X[sample],
+            y[sample],
+            scoring="average_precision",
+            n_repeats=3,
+            random_state=self.random_state,
+        )
+        self.importance_ = np.clip(imp.importances_mean, 0, None)
+        return self
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Probability of being a distiller, per row."""
+        return np.asarray(self.model_.predict_proba(X)[:, 1])
+
+    def reasons(self, x: np.ndarray, top: int = 5) -> list[Reason]:
+        """The features of one account outside the benign range, weighted by importance."""
+        out = []
+        for i, name in enumerate(FEATURES):
+            v, lo, hi = x[i], self.benign_low_[i], self.benign_high_[i]
+            if np.isnan(v) or np.isnan(lo) or np.isnan(hi) or lo <= v <= hi:
+                continue
+            span = max(hi - lo, 1e-9)
+            excess = (v - hi) / span if v > hi else (lo - v) / span
+            weight = float(self.importance_[i] * min(1.0 + excess, 5.0))
+            if weight > 0:
+                out.append(Reason(name, float(v), float(lo), float(hi), weight))
+        return sorted(out, key=lambda r: -r.weight)[:top]
+
+    def save(self, path: Path = DEFAULT_MODEL, meta: dict[str, Any] | None = None) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sio.dump(self, path)
+        (path.with_suffix(".json")).write_text(
+            json.dumps({"features": list(FEATURES), **(meta or {})}, indent=2, default=str)
+        )
+
+    @classmethod
+    def load(cls, path: Path = DEFAULT_MODEL) -> RiskModel:
+        trusted = [
+            t for t in sio.get_untrusted_types(file=path) if t.startswith(("distillguard.", "sklearn."))
+        ]
+        model = sio.load(path, trusted=trusted)
+        if not isinstance(model, cls):
+            raise TypeError(f"{path} does not hold a RiskModel")
+        meta = json.loads(path.with_suffix(".json").read_text())
+        if tuple(meta["features"]) != FEATURES:
+            raise ValueError(f"{path} was trained on other features; retrain with `distillguard train`")
+        return model
