@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from distillguard.io.base import ReadOptions, Reader, RejectSink, first_json_record
+from distillguard.io.base import Reader, ReadOptions, RejectSink, first_json_record
 from distillguard.io.litellm import LiteLLMReader
+from distillguard.io.spendlogs import SpendLogsReader
 
-READERS: dict[str, Reader] = {r.name: r for r in (LiteLLMReader(),)}
+READERS: dict[str, Reader] = {r.name: r for r in (LiteLLMReader(), SpendLogsReader())}
 
 
 def _is_parquet(path: Path) -> bool:

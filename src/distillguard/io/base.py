@@ -7,9 +7,11 @@ line never costs the rest of the file.
 
 from __future__ import annotations
 
+import csv
 import gzip
 import io
 import ipaddress
+import re
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -114,7 +116,7 @@ def iter_lines(path: Path, rejects: RejectSink) -> Iterator[tuple[int, bytes]]:
     lineno = 0
     try:
         with open_binary(path) as fh:
-            for lineno, line in enumerate(fh, start=1):  # noqa: B007 - lineno used after the loop
+            for lineno, line in enumerate(fh, start=1):
                 if line.strip():
                     yield lineno, line
     except _STREAM_ERRORS as exc:
@@ -125,14 +127,9 @@ def iter_json_lines(path: Path, rejects: RejectSink) -> Iterator[tuple[int, byte
     """Yield (line number, raw line, parsed object); lines that are not UTF-8 JSON objects are rejected."""
     for lineno, line in iter_lines(path, rejects):
         try:
-            line.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            rejects.add(path, lineno, "<line>", f"not UTF-8: {exc.reason} at byte {exc.start}", line)
-            continue
-        try:
-            obj = orjson.loads(line)
+            obj = orjson.loads(line)  # orjson validates UTF-8 itself: no second decode on the hot path
         except orjson.JSONDecodeError as exc:
-            rejects.add(path, lineno, "<line>", f"malformed JSON: {exc}", line)
+            rejects.add(path, lineno, "<line>", _json_error(line, exc), line)
             continue
         if not isinstance(obj, dict):
             rejects.add(path, lineno, "<line>", f"expected a JSON object, got {type(obj).__name__}", line)
@@ -140,19 +137,83 @@ def iter_json_lines(path: Path, rejects: RejectSink) -> Iterator[tuple[int, byte
         yield lineno, line, obj
 
 
+def _json_error(line: bytes, exc: Exception) -> str:
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        return f"not UTF-8: {bad.reason} at byte {bad.start}"
+    return f"malformed JSON: {exc}"
+
+
 def first_json_record(path: Path, max_lines: int = 20) -> dict[str, Any] | None:
-    """The first JSON object in a text file (for sniffing), or None."""
-    sink = RejectSink()
-    for i, (_, _, obj) in enumerate(iter_json_lines(path, sink)):
-        return obj
-        if i >= max_lines:  # pragma: no cover
+    """The first JSON object among the first `max_lines` non-blank lines of a file (for sniffing)."""
+    for n, (_, line) in enumerate(iter_lines(path, RejectSink())):
+        if n >= max_lines:
             break
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(obj, dict):
+            return obj
     return None
+
+
+def first_line(path: Path, max_bytes: int = 65_536) -> str | None:
+    """The first non-blank line of a text file as UTF-8 (for sniffing CSV headers), or None."""
+    try:
+        with open_binary(path) as fh:
+            for line in fh:
+                if line.strip():
+                    return line[:max_bytes].decode("utf-8", "replace").strip().lstrip("\ufeff")
+    except _STREAM_ERRORS:
+        return None
+    return None
+
+
+def iter_csv_records(path: Path, rejects: RejectSink) -> Iterator[tuple[int, bytes, dict[str, str]]]:
+    """Yield (line number, raw line, row by header name) from a CSV file with a header row.
+
+    Lines are decoded one by one so a non-UTF-8 line is one reject, not the end of the file; a
+    quoted field spanning lines is read across them and reported at its first line.
+    """
+    state: dict[str, Any] = {"start": None, "line": 0, "raw": b""}
+
+    def text_lines() -> Iterator[str]:
+        for lineno, raw in iter_lines(path, rejects):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                rejects.add(path, lineno, "<line>", f"not UTF-8: {exc.reason} at byte {exc.start}", raw)
+                continue
+            if state["start"] is None:
+                state["start"] = lineno
+            state["line"], state["raw"] = lineno, raw
+            yield text
+
+    reader = csv.reader(text_lines())
+    header: list[str] | None = None
+    while True:
+        state["start"] = None
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            rejects.add(path, state["line"], "<line>", f"malformed CSV: {exc}", state["raw"])
+            continue
+        lineno, raw = state["start"] or state["line"], state["raw"]
+        if header is None:
+            header = [h.strip().lstrip("\ufeff") for h in cells]
+        elif len(cells) != len(header):
+            rejects.add(path, lineno, "<line>", f"expected {len(header)} CSV fields, got {len(cells)}", raw)
+        else:
+            yield lineno, raw, dict(zip(header, cells, strict=True))
 
 
 def batches_from_records(
     path: Path,
-    records: Iterator[tuple[int, bytes, dict[str, Any]]],
+    records: Iterator[tuple[int, bytes, Mapping[str, Any]]],
     convert: Any,
     rejects: RejectSink,
     batch_rows: int,
@@ -191,6 +252,22 @@ def dig(obj: Mapping[str, Any], dotted: str) -> Any:
             return None
         cur = cur.get(part)
     return cur
+
+
+def as_object(value: Any, fld: str) -> Mapping[str, Any]:
+    """A JSON object given as a dict or as JSON text (database exports store JSON columns as text)."""
+    if value is None or value == "":
+        return {}
+    if isinstance(value, str):
+        try:
+            value = orjson.loads(value)
+        except orjson.JSONDecodeError as exc:
+            raise RecordError(fld, f"malformed JSON: {exc}") from exc
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise RecordError(fld, f"expected a JSON object, got {type(value).__name__}")
+    return value
 
 
 def as_str(value: Any, fld: str) -> str | None:
@@ -260,7 +337,7 @@ def as_time(value: Any, fld: str) -> datetime | None:
         if isinstance(value, int | float):
             ts = datetime.fromtimestamp(_epoch_seconds(float(value)), tz=UTC)
         elif isinstance(value, str):
-            if value.lstrip("-").isdigit():
+            if _NUMERIC.fullmatch(value):  # epoch text, as CSV exports and OTLP write it
                 ts = datetime.fromtimestamp(_epoch_seconds(float(value)), tz=UTC)
             else:
                 ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -274,10 +351,16 @@ def as_time(value: Any, fld: str) -> datetime | None:
     return ts
 
 
+_NUMERIC = re.compile(r"\s*-?\d+(\.\d*)?\s*")
+
+
 def _epoch_seconds(x: float) -> float:
-    # OTLP writes nanoseconds; some exports write milliseconds. Seconds are < 1e11 until year 5138.
+    # OTLP writes nanoseconds; other exports milli- or microseconds. Seconds stay < 1e11 until
+    # year 5138, so the magnitude tells the unit apart for any date in range.
     if abs(x) >= 1e17:
         return x / 1e9
+    if abs(x) >= 1e14:
+        return x / 1e6
     if abs(x) >= 1e11:
         return x / 1e3
     return x
@@ -299,21 +382,33 @@ def resolve_client_ip(
 
     The right-most hop not in `trusted` is the first address we did not add ourselves, so a
     client that writes its own X-Forwarded-For cannot choose what we see. With no trusted
-    proxies the peer address is the client, whatever the header says.
+    proxies the peer address is the client, whatever the header says (None without a peer).
     """
-    hops = [h.strip() for h in (forwarded_for or "").split(",") if h.strip()]
-    chain = [*hops, peer] if peer else hops
-    if not chain:
-        return None
     if not trusted:
-        # No proxies of ours: the peer is the client; without a peer, the right-most hop is the
-        # one added by the closest hop (e.g. the load balancer that wrote the log).
-        return peer or hops[-1]
+        return _normalise_ip(peer) if peer and peer.strip() else None
+    hops = [h.strip() for h in (forwarded_for or "").split(",") if h.strip()]
+    chain = [*hops, peer.strip()] if peer and peer.strip() else hops
     for hop in reversed(chain):
-        try:
-            addr = ipaddress.ip_address(hop)
-        except ValueError:
+        addr = _parse_ip(hop)
+        if addr is None:
             return hop  # an unparseable hop is untrusted by definition; keep it as evidence
         if not any(addr in net for net in trusted):
             return str(addr)
-    return chain[0]
+    return _normalise_ip(chain[0]) if chain else None
+
+
+def _parse_ip(hop: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An address from a hop, tolerating the ports proxies append ('1.2.3.4:80', '[::1]:443')."""
+    if hop.startswith("[") and "]" in hop:
+        hop = hop[1 : hop.index("]")]
+    elif hop.count(":") == 1:
+        hop = hop.split(":", 1)[0]
+    try:
+        return ipaddress.ip_address(hop)
+    except ValueError:
+        return None
+
+
+def _normalise_ip(hop: str) -> str:
+    addr = _parse_ip(hop.strip())
+    return str(addr) if addr is not None else hop.strip()

@@ -37,9 +37,10 @@ class LiteLLMReader:
     name = "litellm"
 
     def sniff(self, path: Path, first: Mapping[str, Any] | None) -> bool:
-        return bool(first) and "standard_logging_object" in first or bool(
-            first and {"id", "call_type", "startTime", "metadata"} <= first.keys()
-        )
+        if not first:
+            return False
+        keys = first.keys()
+        return "standard_logging_object" in keys or {"id", "call_type", "startTime", "metadata"} <= keys
 
     def read(self, path: Path, rejects: RejectSink, options: ReadOptions) -> Iterator[pa.RecordBatch]:
         def convert(obj: dict[str, Any]) -> dict[str, Any]:
@@ -60,6 +61,10 @@ def _header(headers: Any, *names: str) -> str | None:
     return None
 
 
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
 def payload_to_event(p: Mapping[str, Any], options: ReadOptions) -> dict[str, Any]:
     """Map one StandardLoggingPayload to a canonical event row."""
     if not isinstance(p, Mapping):
@@ -76,9 +81,9 @@ def payload_to_event(p: Mapping[str, Any], options: ReadOptions) -> dict[str, An
     params = p.get("model_parameters") or {}
     if not isinstance(params, Mapping):
         raise RecordError("model_parameters", "expected an object")
-    usage = md.get("usage_object") if isinstance(md.get("usage_object"), Mapping) else {}
-    err = p.get("error_information") if isinstance(p.get("error_information"), Mapping) else {}
-    hidden = p.get("hidden_params") if isinstance(p.get("hidden_params"), Mapping) else {}
+    usage = _mapping(md.get("usage_object"))
+    err = _mapping(p.get("error_information"))
+    hidden = _mapping(p.get("hidden_params"))
 
     messages = p.get("messages")
     system, user = message_texts(messages, "messages")
@@ -101,9 +106,7 @@ def payload_to_event(p: Mapping[str, Any], options: ReadOptions) -> dict[str, An
         "org_id": as_str(md.get("user_api_key_org_id"), "metadata.user_api_key_org_id"),
         "team_id": as_str(md.get("user_api_key_team_id"), "metadata.user_api_key_team_id"),
         "end_user_id": as_str(p.get("end_user") or md.get("user_api_key_end_user_id"), "end_user"),
-        "client_ip": resolve_client_ip(
-            _header(headers, "x-forwarded-for"), peer, options.trusted_proxies
-        ),
+        "client_ip": resolve_client_ip(_header(headers, "x-forwarded-for"), peer, options.trusted_proxies),
         "user_agent": as_str(md.get("user_agent") or _header(headers, "user-agent"), "metadata.user_agent"),
         "referer": _header(headers, "http-referer", "referer", "x-http-referer"),
         "app_title": _header(headers, "x-title"),
