@@ -158,6 +158,32 @@ def write_accounts_csv(scores: pa.Table, path: Path) -> None:
             )
 
 
+def prepare(
+    store: Store,
+    paths: Sequence[Path],
+    rejects: RejectSink,
+    options: ReadOptions,
+    accounts: Path | None = None,
+    timings: dict[str, float] | None = None,
+) -> tuple[int, pa.Table]:
+    """Ingest, request signals and account features; returns (rows added, features)."""
+    timings = timings if timings is not None else {}
+    t = time.perf_counter()
+    added = ingest(store, paths, rejects, options)
+    if accounts is not None:
+        from distillguard.io.accounts import read_accounts
+
+        store.upsert_accounts(read_accounts(accounts, rejects))
+    timings["ingest"] = round(time.perf_counter() - t, 3)
+    t = time.perf_counter()
+    compute_request_signals(store)
+    timings["signals"] = round(time.perf_counter() - t, 3)
+    t = time.perf_counter()
+    features = compute_features(store)
+    timings["features"] = round(time.perf_counter() - t, 3)
+    return added, features
+
+
 def scan(
     paths: Sequence[Path],
     out_dir: Path,
@@ -184,16 +210,10 @@ def scan(
         return now
 
     t = time.perf_counter()
-    result.added = ingest(store, paths, rejects, options or ReadOptions())
-    if accounts is not None:
-        from distillguard.io.accounts import read_accounts
-
-        store.upsert_accounts(read_accounts(accounts, rejects))
-    t = timed("ingest", t)
-    compute_request_signals(store)
-    t = timed("signals", t)
-    features = compute_features(store)
-    t = timed("features", t)
+    result.added, features = prepare(
+        store, paths, rejects, options or ReadOptions(), accounts, result.timings
+    )
+    t = time.perf_counter()
     scores = score_accounts(features, model, policy)
     t = timed("score", t)
 

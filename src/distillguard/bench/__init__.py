@@ -1,0 +1,1 @@
+"""Quality benchmark: distillguard against baselines on labelled simulated traffic."""
