@@ -1,0 +1,58 @@
+from pathlib import Path
+
+import pyarrow as pa
+
+from distillguard.schema import ACCOUNT_SCHEMA, EVENT_SCHEMA, rows_to_batch
+from distillguard.store import Store
+
+
+def _events(ids: list[str]) -> pa.RecordBatch:
+    rows = [
+        {
+            "request_id": rid,
+            "source_format": "test",
+            "start_time": pa.scalar(1_764_000_000_000_000 + i, pa.timestamp("us", tz="UTC")).as_py(),
+            "account_id": f"acct-{i % 2}",
+            "status": "success",
+            "content_present": False,
+        }
+        for i, rid in enumerate(ids)
+    ]
+    return rows_to_batch(rows, EVENT_SCHEMA)
+
+
+def test_append_is_idempotent_on_request_id(tmp_path: Path) -> None:
+    db = tmp_path / "s.duckdb"
+    store = Store(db)
+    assert store.append_events([_events(["a", "b", "c"])]) == 3
+    assert store.append_events([_events(["a", "b", "c"])]) == 0
+    # A duplicate inside one batch is kept once; a new id is added.
+    assert store.append_events([_events(["c", "d", "d"])]) == 1
+    store.close()
+    reopened = Store(db)
+    assert reopened.count_events() == 4
+    assert sorted(reopened.events.request_id.to_pyarrow().to_pylist()) == ["a", "b", "c", "d"]
+
+
+def test_upsert_accounts_newest_file_wins(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.duckdb")
+
+    def table(domain: str) -> pa.Table:
+        return pa.table(
+            {
+                "account_id": ["u1", "u2"],
+                "created_at": pa.array([None, None], pa.timestamp("us", tz="UTC")),
+                "email_domain": [domain, "b.org"],
+                "payment_fingerprint": ["p1", None],
+                "country": ["US", "DE"],
+                "account_type": ["free", "paid"],
+                "verified": [True, False],
+            },
+            schema=ACCOUNT_SCHEMA,
+        )
+
+    store.upsert_accounts(table("old.com"))
+    store.upsert_accounts(table("new.com"))
+    rows = {r["account_id"]: r for r in store.accounts.to_pyarrow().to_pylist()}
+    assert len(rows) == 2
+    assert rows["u1"]["email_domain"] == "new.com"
