@@ -13,9 +13,13 @@ import pyarrow as pa
 
 from distillguard.io.base import Reader, ReadOptions, RejectSink, first_json_record
 from distillguard.io.litellm import LiteLLMReader
+from distillguard.io.openai_batch import OpenAIBatchReader
+from distillguard.io.otel import OTelReader
 from distillguard.io.spendlogs import SpendLogsReader
 
-READERS: dict[str, Reader] = {r.name: r for r in (LiteLLMReader(), SpendLogsReader())}
+READERS: dict[str, Reader] = {
+    r.name: r for r in (LiteLLMReader(), SpendLogsReader(), OpenAIBatchReader(), OTelReader())
+}
 
 
 def _is_parquet(path: Path) -> bool:
