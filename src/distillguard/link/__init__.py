@@ -1,0 +1,16 @@
+"""Link accounts into campaigns: the account graph, community detection, campaign summaries."""
+
+from distillguard.link.campaign import Campaign, LinkResult, find_campaigns
+from distillguard.link.edges import EDGE_KINDS, EDGE_SCHEMA, EdgeParams, build_edges, event_nodes, split_node
+
+__all__ = [
+    "EDGE_KINDS",
+    "EDGE_SCHEMA",
+    "Campaign",
+    "EdgeParams",
+    "LinkResult",
+    "build_edges",
+    "event_nodes",
+    "find_campaigns",
+    "split_node",
+]

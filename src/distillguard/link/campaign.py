@@ -1,0 +1,260 @@
+"""Campaigns: communities of linked suspicious accounts, their summaries and a campaign score.
+
+The campaign score is what the members' own scores say together (the mean of the upper half of
+member scores), so one false positive among benign neighbours does not make a campaign. Members
+are then lifted towards it in proportion to how strongly they are tied to the rest of the
+campaign: a low-and-slow account that shares templates, timing and infrastructure with a strong
+campaign rises; an account with no edges into a campaign is never a member, so never lifted.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+import ibis
+import orjson
+import pyarrow as pa
+from ibis import _
+from ibis.expr.types import Table
+
+from distillguard.link.communities import KIND_WEIGHTS, combine_edges, louvain, suspicious_subgraph
+from distillguard.link.edges import EdgeParams, event_nodes, split_node
+
+ASSIGNMENT_SCHEMA = pa.schema(
+    [
+        pa.field("node", pa.string(), nullable=False),
+        pa.field("account_id", pa.string(), nullable=False),
+        pa.field("end_user_id", pa.string()),
+        pa.field("campaign_id", pa.string()),
+        pa.field("score", pa.float64(), nullable=False),
+        pa.field("lifted_score", pa.float64(), nullable=False),
+    ]
+)
+_TOP = 5  # items kept per infrastructure list and edge examples
+
+
+@dataclass
+class Campaign:
+    """One campaign. `accounts` are graph nodes: account ids, or account#end_user for routers."""
+
+    id: str
+    accounts: list[str]
+    score: float
+    capability: dict[str, float] = field(default_factory=dict)
+    volume: int = 0
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+    infrastructure: dict[str, Any] = field(default_factory=dict)
+    edges: list[dict[str, Any]] = field(default_factory=list)
+
+    def record(self, attribution: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The campaigns.json entry (JSON-ready: times as ISO 8601)."""
+        out = asdict(self)
+        out["first_seen"] = self.first_seen.isoformat() if self.first_seen else None
+        out["last_seen"] = self.last_seen.isoformat() if self.last_seen else None
+        out["attribution"] = (
+            dict(attribution) if attribution else {"actor": None, "confidence": 0.0, "evidence": []}
+        )
+        return out
+
+
+@dataclass
+class LinkResult:
+    """Campaigns, and one row per scored or linked node with its campaign and lifted score."""
+
+    campaigns: list[Campaign]
+    assignments: pa.Table
+
+    def account_campaigns(self) -> dict[str, str]:
+        """account_id -> campaign_id for whole-account members (router end users are listed per node)."""
+        rows = self.assignments.to_pydict()
+        return {
+            a: c
+            for a, u, c in zip(rows["account_id"], rows["end_user_id"], rows["campaign_id"], strict=True)
+            if c is not None and u is None
+        }
+
+
+def find_campaigns(
+    edges: pa.Table,
+    scores: pa.Table,
+    events: Table | None = None,
+    signals: Table | None = None,
+    accounts: Table | None = None,
+    *,
+    floor: float = 0.5,
+    attach_min: float = 0.6,
+    campaign_floor: float = 0.5,
+    min_members: int = 3,
+    min_seeds: int = 2,
+    lift_full: float = 2.0,
+    resolution: float = 1.0,
+    seed: int = 0,
+    kind_weights: Mapping[str, float] = KIND_WEIGHTS,
+    router_min_end_users: int = EdgeParams.router_min_end_users,
+) -> LinkResult:
+    """Cluster linked suspicious nodes into campaigns; summarise them when events/signals are given.
+
+    `scores` has account_id and score (0-1). A node inherits its account's score. A community
+    becomes a campaign with >= `min_members` nodes, >= `min_seeds` of them at or above `floor`,
+    and a campaign score >= `campaign_floor`. Member m is lifted to
+    max(own, campaign score * min(1, weight of m's edges into the campaign / `lift_full`)).
+    """
+    account_score = dict(zip(scores["account_id"].to_pylist(), scores["score"].to_pylist(), strict=True))
+    pair_weights = combine_edges(edges, kind_weights)
+    nodes = set(account_score) | {n for pair in pair_weights for n in pair}
+    node_score = {n: float(account_score.get(split_node(n)[0]) or 0.0) for n in nodes}
+
+    graph = suspicious_subgraph(pair_weights, node_score, floor, attach_min)
+    campaigns: list[Campaign] = []
+    lifted = dict(node_score)
+    membership: dict[str, str] = {}
+    for members in louvain(graph, resolution, seed) if graph.number_of_edges() else []:
+        member_scores = sorted((node_score[n] for n in members), reverse=True)
+        strength = sum(member_scores[: (len(member_scores) + 1) // 2]) / ((len(member_scores) + 1) // 2)
+        n_seeds = sum(s >= floor for s in member_scores)
+        if len(members) < min_members or n_seeds < min_seeds or strength < campaign_floor:
+            continue
+        cid = f"campaign-{len(campaigns) + 1:03d}"
+        for n in members:
+            tie = sum(graph[n][m]["weight"] for m in graph[n] if m in members)
+            lifted[n] = max(node_score[n], strength * min(1.0, tie / lift_full))
+            membership[n] = cid
+        campaigns.append(
+            Campaign(cid, sorted(members), round(strength, 4), edges=_edge_summary(edges, members))
+        )
+
+    if events is not None and signals is not None and campaigns:
+        _summarise(campaigns, membership, events, signals, accounts, router_min_end_users)
+    return LinkResult(campaigns, _assignments(node_score, lifted, membership))
+
+
+def _assignments(
+    node_score: Mapping[str, float], lifted: Mapping[str, float], membership: Mapping[str, str]
+) -> pa.Table:
+    nodes = sorted(node_score)
+    parts = [split_node(n) for n in nodes]
+    return pa.table(
+        {
+            "node": nodes,
+            "account_id": [a for a, _ in parts],
+            "end_user_id": [u for _, u in parts],
+            "campaign_id": [membership.get(n) for n in nodes],
+            "score": [node_score[n] for n in nodes],
+            "lifted_score": [lifted[n] for n in nodes],
+        },
+        schema=ASSIGNMENT_SCHEMA,
+    )
+
+
+def _edge_summary(edges: pa.Table, members: set[str]) -> list[dict[str, Any]]:
+    """Per edge kind inside the campaign: how many edges, their mean weight, a few examples."""
+    cols = edges.to_pydict()
+    by_kind: dict[str, list[tuple[float, str, str, str]]] = defaultdict(list)
+    for src, dst, kind, weight, evidence in zip(
+        cols["src"], cols["dst"], cols["kind"], cols["weight"], cols["evidence"], strict=True
+    ):
+        if src in members and dst in members:
+            by_kind[kind].append((weight, src, dst, evidence))
+    out = []
+    for kind, rows in sorted(by_kind.items(), key=lambda kv: -len(kv[1])):
+        rows.sort(key=lambda r: (-r[0], r[1], r[2]))
+        out.append(
+            {
+                "kind": kind,
+                "count": len(rows),
+                "mean_weight": round(sum(r[0] for r in rows) / len(rows), 4),
+                "examples": [
+                    {"src": s, "dst": d, "weight": round(w, 4), "evidence": orjson.loads(e)}
+                    for w, s, d, e in rows[:_TOP]
+                ],
+            }
+        )
+    return out
+
+
+def _summarise(
+    campaigns: Sequence[Campaign],
+    membership: Mapping[str, str],
+    events: Table,
+    signals: Table,
+    accounts: Table | None,
+    router_min_end_users: int,
+) -> None:
+    """Volume, time span, capability mix and infrastructure per campaign, aggregated in the engine."""
+    members = ibis.memtable(pa.table({"node": list(membership), "campaign_id": list(membership.values())}))
+    ev = event_nodes(events, router_min_end_users).select("request_id", "node", "account_id", "start_time")
+    sig = signals.select(
+        "request_id", "ip_prefix", "asn", "asn_org", "ip_kind", "ua_family", "capability", "template_id"
+    )
+    t = ev.join(members, "node").left_join(sig, "request_id")
+    span = t.group_by("campaign_id").aggregate(
+        volume=t.count(), first_seen=t.start_time.min(), last_seen=t.start_time.max()
+    )
+    by_id = {c.id: c for c in campaigns}
+    for row in span.to_pyarrow().to_pylist():
+        c = by_id[row["campaign_id"]]
+        c.volume, c.first_seen, c.last_seen = int(row["volume"]), row["first_seen"], row["last_seen"]
+
+    def counts(col: str) -> dict[str, Counter[str]]:
+        agg = t.filter(t[col].notnull()).group_by(["campaign_id", col]).aggregate(n=_.count()).to_pyarrow()
+        out: dict[str, Counter[str]] = defaultdict(Counter)
+        for cid, value, n in zip(
+            agg["campaign_id"].to_pylist(), agg[col].to_pylist(), agg["n"].to_pylist(), strict=True
+        ):
+            out[cid][str(value)] = int(n)
+        return out
+
+    capability = counts("capability")
+    infra = {col: counts(col) for col in ("ip_prefix", "asn", "ip_kind", "ua_family", "template_id")}
+    org_rows = t.filter(t.asn.notnull()).group_by("asn").aggregate(org=_.asn_org.max()).to_pyarrow()
+    orgs = dict(zip(map(str, org_rows["asn"].to_pylist()), org_rows["org"].to_pylist(), strict=True))
+    acct = _account_facts(accounts, membership) if accounts is not None else {}
+    for c in campaigns:
+        total = sum(capability[c.id].values()) or 1
+        c.capability = {k: round(v / total, 4) for k, v in capability[c.id].most_common()}
+        c.infrastructure = {
+            "ip_prefixes": _top(infra["ip_prefix"][c.id]),
+            "asns": [
+                {"asn": int(a), "org": orgs.get(a), "requests": n}
+                for a, n in infra["asn"][c.id].most_common(_TOP)
+            ],
+            "ip_kinds": dict(infra["ip_kind"][c.id].most_common()),
+            "ua_families": _top(infra["ua_family"][c.id]),
+            "templates": _top(infra["template_id"][c.id]),
+            **acct.get(c.id, {}),
+        }
+
+
+def _top(counter: Counter[str]) -> list[dict[str, Any]]:
+    return [{"value": v, "requests": n} for v, n in counter.most_common(_TOP)]
+
+
+def _account_facts(accounts: Table, membership: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """E-mail domains and payment fingerprints shared by each campaign's whole-account members."""
+    whole = {n: c for n, c in membership.items() if split_node(n)[1] is None}
+    rows = accounts.filter(accounts.account_id.isin(list(whole))).select(
+        "account_id", "email_domain", "payment_fingerprint"
+    )
+    out: dict[str, dict[str, Counter[str]]] = defaultdict(
+        lambda: {"email_domains": Counter(), "payment": Counter()}
+    )
+    for r in rows.to_pyarrow().to_pylist():
+        facts = out[whole[r["account_id"]]]
+        if r["email_domain"]:
+            facts["email_domains"][r["email_domain"]] += 1
+        if r["payment_fingerprint"]:
+            facts["payment"][r["payment_fingerprint"]] += 1
+    return {
+        cid: {
+            "email_domains": [{"value": d, "accounts": n} for d, n in f["email_domains"].most_common(_TOP)],
+            "shared_payment_fingerprints": [
+                {"value": p, "accounts": n} for p, n in f["payment"].most_common() if n > 1
+            ][:_TOP],
+        }
+        for cid, f in out.items()
+    }

@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import ibis
+import pyarrow as pa
+import pytest
+from campaign_world import World, build_world, scores_table, store_world
+from sklearn.metrics import adjusted_rand_score
+
+from distillguard.link import EDGE_SCHEMA, build_edges, find_campaigns
+from distillguard.link.campaign import LinkResult
+from distillguard.schema import REQUEST_SIGNAL_SCHEMA
+from distillguard.store import Store
+
+
+@pytest.fixture(scope="module")
+def linked(tmp_path_factory: pytest.TempPathFactory) -> tuple[World, Store, pa.Table, LinkResult]:
+    world = build_world()
+    store = store_world(world, tmp_path_factory.mktemp("link") / "store.duckdb")
+    signals = store.con.table("request_signals")
+    edges = build_edges(store.events, signals, store.accounts)
+    result = find_campaigns(edges, scores_table(world), store.events, signals, store.accounts)
+    return world, store, edges, result
+
+
+def _truth_and_pred(world: World, result: LinkResult) -> tuple[list[str], list[str]]:
+    pred = dict(
+        zip(
+            result.assignments["node"].to_pylist(), result.assignments["campaign_id"].to_pylist(), strict=True
+        )
+    )
+    nodes = sorted(world.truth)
+    return [world.truth[n] for n in nodes], [pred.get(n) or f"alone:{n}" for n in nodes]
+
+
+def test_edges_have_schema_kinds_and_evidence(linked: tuple[World, Store, pa.Table, LinkResult]) -> None:
+    _, _, edges, _ = linked
+    assert edges.schema == EDGE_SCHEMA
+    assert set(edges["kind"].to_pylist()) >= {"ip", "payment", "email_burst", "template", "sync", "turns"}
+    rows = edges.to_pylist()
+    assert all(r["src"] < r["dst"] and 0 < r["weight"] <= 1 for r in rows)
+    assert all(isinstance(json.loads(r["evidence"]), dict) for r in rows)
+    pay = [r for r in rows if r["kind"] == "payment"]
+    assert pay and all(r["src"].startswith("hydraA") for r in pay)  # only the shared instruments link
+
+
+def test_router_end_users_are_separate_nodes(linked: tuple[World, Store, pa.Table, LinkResult]) -> None:
+    _, _, edges, _ = linked
+    nodes = set(edges["src"].to_pylist()) | set(edges["dst"].to_pylist())
+    assert "router" not in nodes
+    assert any(n.startswith("router#cuser") for n in nodes)
+
+
+def test_campaigns_match_truth_without_benign_members(
+    linked: tuple[World, Store, pa.Table, LinkResult],
+) -> None:
+    world, _, _, result = linked
+    truth, pred = _truth_and_pred(world, result)
+    assert adjusted_rand_score(truth, pred) >= 0.9
+    members = {n for c in result.campaigns for n in c.accounts}
+    assert not members - set(world.truth), "a benign node was put in a campaign"
+
+
+def test_low_and_slow_members_are_lifted(linked: tuple[World, Store, pa.Table, LinkResult]) -> None:
+    world, _, _, result = linked
+    rows = {r["node"]: r for r in result.assignments.to_pylist()}
+    slow = [rows[n] for n in world.truth if n.startswith("slowA")]
+    assert all(r["score"] < 0.5 for r in slow)
+    assert all(r["campaign_id"] and r["lifted_score"] >= 0.5 for r in slow)
+    benign = [r for n, r in rows.items() if n not in world.truth]
+    assert all(r["lifted_score"] == r["score"] for r in benign)
+
+
+def test_campaign_summary_and_record(linked: tuple[World, Store, pa.Table, LinkResult]) -> None:
+    _, _, _, result = linked
+    hydra = next(c for c in result.campaigns if "hydraA00" in c.accounts)
+    assert (
+        hydra.volume >= 2400 and hydra.first_seen and hydra.last_seen and hydra.first_seen < hydra.last_seen
+    )
+    assert hydra.capability == {"general": 1.0}
+    infra = hydra.infrastructure
+    assert {p["value"] for p in infra["ip_prefixes"][:3]} == {
+        "203.0.113.0/24",
+        "198.51.100.0/24",
+        "192.0.2.0/24",
+    }
+    assert infra["email_domains"][0]["value"] == "quickmail.example"
+    assert len(infra["shared_payment_fingerprints"]) == 5
+    assert {e["kind"] for e in hydra.edges} >= {"payment", "turns", "template"}
+    record = json.loads(json.dumps(hydra.record({"actor": "x", "confidence": 0.9, "evidence": []})))
+    assert record["attribution"]["actor"] == "x" and record["accounts"] == hydra.accounts
+    assert result.account_campaigns()["hydraA00"] == hydra.id
+
+
+def test_no_seeds_no_campaigns(linked: tuple[World, Store, pa.Table, LinkResult]) -> None:
+    world, _, edges, _ = linked
+    calm = pa.table({"account_id": sorted(world.scores), "score": [0.1] * len(world.scores)})
+    result = find_campaigns(edges, calm)
+    assert result.campaigns == []
+    assert result.assignments["campaign_id"].null_count == result.assignments.num_rows
+
+
+def test_empty_inputs(tmp_path: Path) -> None:
+    store = Store(tmp_path / "empty.duckdb")
+    signals = store.con.create_table(
+        "request_signals", schema=ibis.Schema.from_pyarrow(REQUEST_SIGNAL_SCHEMA)
+    )
+    edges = build_edges(store.events, signals, store.accounts)
+    assert edges.num_rows == 0
+    assert (
+        find_campaigns(
+            edges, pa.table({"account_id": pa.array([], pa.string()), "score": pa.array([], pa.float64())})
+        ).campaigns
+        == []
+    )
