@@ -15,21 +15,18 @@ from distillguard.io.base import Reader, ReadOptions, RejectSink, first_json_rec
 from distillguard.io.litellm import LiteLLMReader
 from distillguard.io.openai_batch import OpenAIBatchReader
 from distillguard.io.otel import OTelReader
+from distillguard.io.parquet import ParquetReader, is_parquet
 from distillguard.io.spendlogs import SpendLogsReader
 
 READERS: dict[str, Reader] = {
-    r.name: r for r in (LiteLLMReader(), SpendLogsReader(), OpenAIBatchReader(), OTelReader())
+    r.name: r
+    for r in (LiteLLMReader(), SpendLogsReader(), OpenAIBatchReader(), OTelReader(), ParquetReader())
 }
-
-
-def _is_parquet(path: Path) -> bool:
-    with path.open("rb") as fh:
-        return fh.read(4) == b"PAR1"
 
 
 def detect_format(path: Path) -> str | None:
     """Name of the reader whose `sniff` accepts the file, or None."""
-    first = None if _is_parquet(path) else first_json_record(path)
+    first = None if is_parquet(path) else first_json_record(path)
     for reader in READERS.values():
         if reader.sniff(path, first):
             return reader.name
