@@ -1,0 +1,47 @@
+"""Per-request signals: enrichment and text signals behind one protocol, applied to event batches."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from distillguard.schema import REQUEST_SIGNAL_SCHEMA
+from distillguard.signals.base import Signal, apply_signals, prompt_text
+
+
+class PromptLengthSignal:
+    """Signal: prompt_chars, the length of the user prompt (null without text)."""
+
+    name = "prompt_length"
+    columns = pa.schema([("prompt_chars", pa.int64())])
+
+    def transform(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        length = pc.cast(pc.utf8_length(prompt_text(batch)), pa.int64())
+        return pa.RecordBatch.from_arrays([length], schema=self.columns)
+
+
+def default_signals() -> list[Signal]:
+    """Every per-request signal, in the order their columns appear in REQUEST_SIGNAL_SCHEMA."""
+    # Imported here: enrich/ builds on signals.base, so importing it at package load would be circular.
+    from distillguard.enrich.ip import IpEnricher
+    from distillguard.enrich.user_agent import UserAgentEnricher
+    from distillguard.signals.language import LanguageSignal
+    from distillguard.signals.metadata import MetadataSignal
+    from distillguard.signals.template import TemplateSignal
+
+    return [
+        IpEnricher(),
+        UserAgentEnricher(),
+        LanguageSignal(),
+        TemplateSignal(),
+        PromptLengthSignal(),
+        MetadataSignal(),
+    ]
+
+
+def request_signals(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """REQUEST_SIGNAL_SCHEMA rows for an EVENT_SCHEMA batch."""
+    return apply_signals(batch, default_signals(), REQUEST_SIGNAL_SCHEMA)
+
+
+__all__ = ["Signal", "apply_signals", "default_signals", "request_signals"]

@@ -53,6 +53,7 @@ def prompt_text(batch: pa.RecordBatch, with_system: bool = False) -> pa.Array:
     """The user prompt, optionally preceded by the system prompt; null where no prompt was logged."""
     user = batch.column("user_text")
     if with_system:
-        joined = pc.binary_join_element_wise(batch.column("system_prompt"), user, "\n", null_handling="skip")
-        user = pc.if_else(pc.is_null(user), user, joined)
+        # null unless both are present; (null_handling="skip" drops rows on all-null input in pyarrow 26)
+        joined = pc.binary_join_element_wise(batch.column("system_prompt"), user, "\n")
+        user = pc.coalesce(joined, user)
     return pc.if_else(batch.column("content_present"), user, pa.nulls(len(user), pa.string()))

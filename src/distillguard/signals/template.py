@@ -1,0 +1,96 @@
+"""Template fingerprint: prompts stamped from one wrapper share an id, whatever fills its slots.
+
+A distillation campaign sends one wrapper ("Solve step by step, then show your full reasoning:
+{problem}") filled with thousands of items, from many accounts. The fingerprint masks what varies
+between fills (code blocks, URLs, e-mails, maths, quoted spans, numbers, proper nouns), keeps the
+head and tail of what is left (wrappers sit around the item, the item sits in the middle), and
+takes the MinHash minimum over word-trigram shingles there: fills of one wrapper share it as often
+as they share shingles, and unrelated prompts rarely share a trigram near both ends.
+
+Hashing is seeded mmh3 plus numpy multiply-shift permutations with fixed constants, so an id is
+the same on every engine, machine and run.
+"""
+
+from __future__ import annotations
+
+import re
+
+import mmh3
+import numpy as np
+import pyarrow as pa
+
+from distillguard.signals.base import per_distinct, prompt_text
+
+SEED = 20260401
+WINDOW = 16  # tokens kept from each end of the masked prompt
+SHINGLE = 3  # words per shingle
+
+_SLOT = "\x00"
+_EDGE_CHARS = 600
+_MASKS = [
+    re.compile(p, re.S)
+    for p in (
+        r"```.*?(```|$)",  # fenced code, possibly cut off
+        r"`[^`\n]+`",
+        r"\$\$.*?\$\$|\\\[.*?\\\]|\\\(.*?\\\)|\$[^$\n]{1,200}\$",  # LaTeX maths
+        r"\b(?:https?://|www\.)\S+",
+        r"\b[\w.+-]+@[\w-]+\.[\w.-]+",
+        r"\"[^\"\n]{1,300}\"|“[^”]{1,300}”|«[^»]{1,300}»|„[^“”]{1,300}[“”]|「[^」]{1,300}」|『[^』]{1,300}』",
+        r"(?<![\w'])'[^'\n]{1,300}'(?!\w)",
+        r"[-+]?\d+(?:[.,:/]\d+)*%?",
+        r"(?<=[a-z,;] )[A-Z][\w-]+",  # capitalised word inside a sentence: a name or title
+        r"[=+*/^<>≤≥∑∫√π]+",  # operators left between masked maths
+    )
+]
+_TOKEN = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]|[^\W\d_]+|\x00+")
+# One multiply-shift permutation: the id is the minimum shingle under it. One row, not a band of
+# several, because a one-sided wrapper shares only part of its window with another fill: P(same id)
+# is the Jaccard similarity itself rather than its power (measured in tests/signals/test_template.py).
+_PERM_XOR = np.uint64(0x2545F4914F6CDD1D)
+_PERM_MULT = np.uint64(0x9E3779B97F4A7C15)
+
+
+def mask_slots(text: str) -> list[str]:
+    """Lower-cased word tokens of `text` with every slot fill collapsed to one placeholder token."""
+    for pattern in _MASKS:
+        text = pattern.sub(_SLOT, text)
+    return [t if t[0] != _SLOT else _SLOT for t in _TOKEN.findall(text.lower())]
+
+
+def _shingle_hashes(text: str) -> np.ndarray:
+    if len(text) > 2 * _EDGE_CHARS:  # only the ends reach the window; skip masking a long middle
+        text = f"{text[:_EDGE_CHARS]} {_SLOT} {text[-_EDGE_CHARS:]}"
+    tokens = mask_slots(text)
+    if len(tokens) > 2 * WINDOW:
+        tokens = tokens[:WINDOW] + tokens[-WINDOW:]
+    n = max(len(tokens) - SHINGLE + 1, 1)
+    shingles = {" ".join(tokens[i : i + SHINGLE]) for i in range(n)}
+    return np.array([mmh3.hash64(s, SEED, signed=False)[0] for s in shingles], dtype=np.uint64)
+
+
+def template_ids(texts: list[str | None]) -> list[str | None]:
+    """Template id per text (None for None); vectorized MinHash over all texts at once."""
+    rows = [i for i, t in enumerate(texts) if t is not None]
+    out: list[str | None] = [None] * len(texts)
+    if not rows:
+        return out
+    hashes = [_shingle_hashes(texts[i]) for i in rows]  # type: ignore[arg-type]
+    lengths = np.array([len(h) for h in hashes])
+    flat = np.concatenate(hashes)
+    # Multiply-shift permutations (uint64 arithmetic wraps, as intended), minimum per text.
+    permuted = (flat ^ _PERM_XOR) * _PERM_MULT
+    starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+    for i, low in zip(rows, np.minimum.reduceat(permuted, starts).tolist(), strict=True):
+        out[i] = f"{low:016x}"
+    return out
+
+
+class TemplateSignal:
+    """Signal: system + user prompt -> template_id (null without text)."""
+
+    name = "template"
+    columns = pa.schema([("template_id", pa.string())])
+
+    def transform(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        column = per_distinct(prompt_text(batch, with_system=True), template_ids, pa.string())
+        return pa.RecordBatch.from_arrays([column], schema=self.columns)

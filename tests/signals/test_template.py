@@ -1,0 +1,48 @@
+from collections import Counter
+
+from distillguard.signals.template import mask_slots, template_ids
+
+# Wrappers of our own; the item sits before, after or inside them.
+WRAPPERS = [
+    "Work through this problem step by step and write down your whole reasoning before the answer.\n\n{x}",
+    "{x}\n\nLay out every intermediate step of your thinking in detail, then put the final answer in a box.",
+    "You are a strict grader. Score the reply below from 1 to 10 against the rubric and justify it.\n\n"
+    "Question: {x}\n\nRubric: correctness, clarity, completeness.\nReturn JSON with score and rationale.",
+    "Imagine you have already written a correct answer to the task below. Articulate the hidden chain of "
+    "thought that led there.\nTask: {x}\nReasoning:",
+    "请一步一步地思考下面的问题，并写出完整的推理过程。\n\n{x}\n\n最后给出答案。",
+    "Реши задачу и подробно опиши ход своих рассуждений перед ответом:\n{x}",
+]
+
+
+def test_slots_are_masked():
+    a = mask_slots('Alice paid $3.50 for "two apples" at https://shop.example/x, mail bob@ex.org')
+    b = mask_slots('Alice paid $17 for "a melon" at https://other.example, mail eve@ex.org')
+    assert a == b
+    assert "apples" not in a and "https" not in a
+
+
+def test_fills_of_one_wrapper_share_an_id(items):
+    shares = []
+    for wrapper in WRAPPERS:
+        ids = template_ids([wrapper.format(x=x) for x in items])
+        shares.append(Counter(ids).most_common(1)[0][1] / len(ids))
+    # A wrapper on one side of a long item shares only its half of the window: measured 0.14-0.9.
+    assert min(shares) >= 0.1 and sum(shares) / len(shares) >= 0.45, shares
+
+
+def test_unrelated_prompts_rarely_collide(sharegpt):
+    ids = template_ids(sharegpt)
+    counts = Counter(ids)
+    colliding = sum(1 for i in ids if counts[i] > 1) / len(ids)
+    # Measured 0.30, of which 0.12 are prompts identical after masking ("continue", "hi").
+    assert colliding < 0.35
+    assert counts.most_common(1)[0][1] / len(ids) < 0.03
+
+
+def test_ids_are_fixed_and_null_safe():
+    assert template_ids([None, "Explain the proof of the four colour theorem in simple words please"]) == [
+        None,
+        template_ids(["Explain the proof of the four colour theorem in simple words please"])[0],
+    ]
+    assert template_ids(["Summarise this article for a ten year old reader"]) == ["6132f0ad39096e60"]
