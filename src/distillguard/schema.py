@@ -114,9 +114,7 @@ CAPABILITIES: tuple[str, ...] = (
 
 def rows_to_batch(rows: Iterable[Mapping[str, Any]], schema: pa.Schema = EVENT_SCHEMA) -> pa.RecordBatch:
     """Build a batch from row dicts already validated against `schema` (missing keys become null)."""
-    rows = list(rows)
-    columns = [pa.array([r.get(f.name) for r in rows], type=f.type) for f in schema]
-    return pa.RecordBatch.from_arrays(columns, schema=schema)
+    return pa.RecordBatch.from_pylist(list(rows), schema=schema)
 
 
 def schema_markdown() -> str:
