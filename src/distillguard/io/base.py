@@ -280,21 +280,29 @@ def as_str(value: Any, fld: str) -> str | None:
     raise RecordError(fld, f"expected a string, got {type(value).__name__}")
 
 
+_INT64 = range(-(2**63), 2**63)
+
+
 def as_int(value: Any, fld: str) -> int | None:
     if value is None or value == "":
         return None
     if isinstance(value, bool):
         raise RecordError(fld, "expected an integer, got bool")
+    number: int | None = None
     if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str):
         try:
-            return int(value)
+            number = int(value)
         except ValueError:
             pass
-    raise RecordError(fld, f"expected an integer, got {value!r:.40}")
+    if number is None:
+        raise RecordError(fld, f"expected an integer, got {value!r:.40}")
+    if number not in _INT64:  # Arrow's int64 would overflow on the whole batch
+        raise RecordError(fld, f"integer out of 64-bit range: {value!r:.40}")
+    return number
 
 
 def as_float(value: Any, fld: str) -> float | None:
