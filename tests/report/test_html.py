@@ -11,7 +11,7 @@ from conftest import XSS_ACCOUNT, XSS_PROMPT
 
 from distillguard.report import write_report
 from distillguard.report.charts import campaign_graph, spring_layout
-from distillguard.report.html import mask, script_json
+from distillguard.report.html import capability, infrastructure_rows, listed_edges, mask, script_json
 
 
 @pytest.fixture(scope="module")
@@ -102,3 +102,12 @@ def test_spring_layout_pulls_linked_nodes_together() -> None:
     dist = np.linalg.norm(pos[:, None] - pos[None], axis=-1)
     others = dist[0, 4:].mean()
     assert dist[0, 1] < others / 2 and dist[2, 3] < others / 2
+
+
+def test_link_campaign_format_is_read(page: str, scan) -> None:
+    c2 = scan.campaigns[1]
+    assert capability(c2) == ("agentic_coding", {"agentic_coding": 1.0})
+    assert infrastructure_rows(c2["infrastructure"]["asns"]) == [("AS64510 Hosting", 300)]
+    assert len(listed_edges(c2)) == 2  # only the examples; the full edges come from the store
+    assert "C2 — 350 accounts (350 flagged)" in page and "agentic_coding, unattributed</summary>" in page
+    assert "<td>AS64510 Hosting</td>" in page

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
+from distillguard.link.edges import split_node
+
 MAX_NODES = 300
 MAX_EDGES = 3000  # drawn edges per graph; the strongest are kept
 VERDICT_COLORS = {
@@ -149,7 +151,7 @@ def _node_trace(
     infrastructure: Mapping[str, Mapping[str, Any]],
 ) -> go.Scatter:
     if grouped_by is None:
-        info = [account_info.get(n, {}) for n in nodes]
+        info = [account_info.get(split_node(n)[0], {}) for n in nodes]
         colors = [VERDICT_COLORS.get(str(i.get("verdict")), "#999999") for i in info]
         marker_size = [8.0] * len(nodes)
         text = [
@@ -159,9 +161,9 @@ def _node_trace(
         ]
     else:
         flagged: Counter[str] = Counter(
-            node_of[a]
-            for a, i in account_info.items()
-            if a in node_of and i.get("verdict") not in (None, "allow")
+            n
+            for a, n in node_of.items()
+            if account_info.get(split_node(a)[0], {}).get("verdict", "allow") != "allow"
         )
         share = [flagged[n] / sizes[n] for n in nodes]
         colors = [f"rgba(139,26,26,{0.25 + 0.75 * s:.2f})" for s in share]

@@ -19,10 +19,13 @@ import ibis
 import pyarrow as pa
 from ibis.expr.types import Table
 
+from distillguard.link.edges import event_nodes
 from distillguard.store import Store
 
 REQUEST_SIGNALS = "request_signals"
 ACCOUNT_SCORES = "account_scores"
+ACCOUNT_EDGES = "account_edges"  # link.edges.EDGE_SCHEMA rows, when the scan stores them
+MAX_EDGES_READ = 200_000  # strongest edges read per campaign
 UNKNOWN = "unknown"
 HOURLY_UP_TO = timedelta(days=3)  # longer scans are bucketed by day
 PROMPT_CHARS = 600  # characters of an example prompt shown
@@ -56,16 +59,18 @@ class StoreViews:
     bucket: str  # "hour" or "day"
     capability_mix: list[dict[str, Any]] = field(default_factory=list)  # bucket, capability, requests
     campaign_timelines: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    infrastructure: dict[str, dict[str, Any]] = field(default_factory=dict)  # per account, dominant
+    infrastructure: dict[str, dict[str, Any]] = field(default_factory=dict)  # per graph node, dominant
     templates: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # per campaign
     reasons: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # per account
+    edges: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # per campaign, from the store
 
 
 def _membership(campaigns: Sequence[Mapping[str, Any]]) -> Table:
+    """(node, campaign_id): nodes are account ids, or account#end_user for router end users."""
     pairs = [(str(acc), str(c["id"])) for c in campaigns for acc in c.get("accounts", ())]
     table = pa.table(
-        {"account_id": [a for a, _ in pairs], "campaign_id": [c for _, c in pairs]},
-        schema=pa.schema([("account_id", pa.string()), ("campaign_id", pa.string())]),
+        {"node": [a for a, _ in pairs], "campaign_id": [c for _, c in pairs]},
+        schema=pa.schema([("node", pa.string()), ("campaign_id", pa.string())]),
     )
     return ibis.memtable(table)
 
@@ -90,9 +95,15 @@ def read_store(
         return views
 
     signals = con.table(REQUEST_SIGNALS)
-    joined = events.select("request_id", "account_id", "start_time", "user_text").join(
-        signals.select("request_id", "capability", "template_id", "ip_prefix", "asn", "asn_org", "ip_kind"),
-        "request_id",
+    joined = (
+        event_nodes(events)
+        .select("request_id", "node", "account_id", "start_time", "user_text")
+        .join(
+            signals.select(
+                "request_id", "capability", "template_id", "ip_prefix", "asn", "asn_org", "ip_kind"
+            ),
+            "request_id",
+        )
     )
     joined = joined.mutate(
         bucket=joined.start_time.truncate(unit), capability=joined.capability.fill_null(UNKNOWN)
@@ -102,7 +113,7 @@ def read_store(
     )
 
     members = _membership(campaigns)
-    in_campaign = joined.join(members, "account_id")
+    in_campaign = joined.join(members, "node")
     for row in _rows(
         in_campaign.group_by(["campaign_id", "bucket", "capability"])
         .aggregate(requests=in_campaign.count())
@@ -114,17 +125,32 @@ def read_store(
     views.templates = _templates(in_campaign, templates_per_campaign, max_examples)
     if ACCOUNT_SCORES in tables:
         views.reasons = _reasons(con.table(ACCOUNT_SCORES))
+    if ACCOUNT_EDGES in tables:
+        views.edges = _edges(con.table(ACCOUNT_EDGES), members)
     return views
 
 
+def _edges(edges: Table, members: Table) -> dict[str, list[dict[str, Any]]]:
+    """Edges whose two ends are in the same campaign, the strongest first."""
+    src = members.rename(src="node")
+    dst = members.rename(dst="node", dst_campaign="campaign_id")
+    inner = edges.select("src", "dst", "kind", "weight").join(src, "src").join(dst, "dst")
+    inner = inner.filter(inner.campaign_id == inner.dst_campaign).drop("dst_campaign")
+    rank = ibis.row_number().over(group_by=inner.campaign_id, order_by=[ibis.desc(inner.weight), inner.src])
+    out: dict[str, list[dict[str, Any]]] = {}
+    for row in _rows(inner.mutate(rank=rank).filter(lambda t: t["rank"] < MAX_EDGES_READ).drop("rank")):
+        out.setdefault(row.pop("campaign_id"), []).append(row)
+    return out
+
+
 def _dominant_infrastructure(joined: Table) -> dict[str, dict[str, Any]]:
-    """Each account's most used network: its node when a campaign graph is aggregated."""
-    per = joined.group_by(["account_id", "ip_prefix", "asn", "asn_org", "ip_kind"]).aggregate(
+    """Each graph node's most used network: where it is drawn when a campaign graph is aggregated."""
+    per = joined.group_by(["node", "ip_prefix", "asn", "asn_org", "ip_kind"]).aggregate(
         requests=joined.count()
     )
-    rank = ibis.row_number().over(group_by=per.account_id, order_by=[ibis.desc(per.requests), per.ip_prefix])
+    rank = ibis.row_number().over(group_by=per.node, order_by=[ibis.desc(per.requests), per.ip_prefix])
     top = per.mutate(rank=rank).filter(lambda t: t["rank"] == 0).drop("rank", "requests")
-    return {row.pop("account_id"): row for row in _rows(top)}
+    return {row.pop("node"): row for row in _rows(top)}
 
 
 def _templates(in_campaign: Table, per_campaign: int, max_examples: int) -> dict[str, list[dict[str, Any]]]:

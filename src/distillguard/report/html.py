@@ -20,6 +20,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 from plotly.io.json import to_json_plotly
 
+from distillguard.link.edges import split_node
 from distillguard.report.charts import campaign_graph, capability_figure
 from distillguard.report.data import StoreViews, read_outputs, read_store
 from distillguard.schema import VERDICTS
@@ -69,12 +70,9 @@ def write_report(out_dir: Path, store: Store, *, redact: bool = False, max_examp
     sections = []
     for i, campaign in enumerate(campaigns[:MAX_CAMPAIGN_SECTIONS]):
         section = _campaign_section(campaign, views, account_info, redact)
+        edges = views.edges.get(str(campaign["id"])) or listed_edges(campaign)
         graph = campaign_graph(
-            campaign.get("accounts", []),
-            campaign.get("edges", []),
-            views.infrastructure,
-            account_info,
-            seed=i,
+            campaign.get("accounts", []), edges, views.infrastructure, account_info, seed=i
         )
         figures[f"graph-{i}"] = graph.figure
         figures[f"timeline-{i}"] = capability_figure(
@@ -107,6 +105,26 @@ def write_report(out_dir: Path, store: Store, *, redact: bool = False, max_examp
     return path
 
 
+def listed_edges(campaign: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Edges written in campaigns.json: a flat {src, dst, kind, weight} list, or per-kind examples."""
+    out = []
+    for e in campaign.get("edges", []):
+        if "examples" in e:
+            out += [{**x, "kind": e["kind"]} for x in e["examples"]]
+        else:
+            out.append(e)
+    return out
+
+
+def capability(campaign: Mapping[str, Any]) -> tuple[str, dict[str, float]]:
+    """(dominant capability, {capability: share}); campaigns.json may give the mix as `capability`."""
+    cap = campaign.get("capability")
+    mix = campaign.get("capability_mix") or (cap if isinstance(cap, Mapping) else {})
+    if isinstance(cap, Mapping):
+        cap = max(cap, key=cap.__getitem__) if cap else ""
+    return str(cap or ""), dict(mix)
+
+
 def _confidence(value: Any) -> str:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return f"{value:.0%}" if value <= 1 else f"{value:g}"
@@ -119,26 +137,38 @@ def _campaign_row(c: Mapping[str, Any]) -> dict[str, Any]:
         "id": str(c["id"]),
         "size": len(c.get("accounts", ())),
         "volume": c.get("volume", 0),
-        "capability": c.get("capability", ""),
+        "capability": capability(c)[0],
         "actor": attribution.get("actor") or "unattributed",
-        "confidence": _confidence(attribution.get("confidence")),
+        "confidence": _confidence(attribution.get("confidence")) if attribution.get("actor") else "",
         "first_seen": c.get("first_seen", ""),
         "last_seen": c.get("last_seen", ""),
     }
 
 
-def _top(counts: Mapping[str, Any] | None) -> list[tuple[str, Any]]:
-    items = list((counts or {}).items())
+def infrastructure_rows(value: Any) -> list[tuple[str, Any]]:
+    """Rows of one infrastructure table: from {key: count}, or [{value|asn, org, requests|accounts}]."""
+    if isinstance(value, Mapping):
+        items = [(str(k), v) for k, v in value.items()]
+    else:
+        items = [
+            (
+                str(x["value"]) if "value" in x else f"AS{x.get('asn')} {x.get('org') or ''}".strip(),
+                next((x[k] for k in ("requests", "accounts", "count") if k in x), ""),
+            )
+            for x in value or ()
+        ]
     if all(isinstance(v, int | float) for _, v in items):
         items.sort(key=lambda kv: -kv[1])
-    return [(str(k), v) for k, v in items[:INFRA_ROWS]]
+    return items[:INFRA_ROWS]
 
 
 def _campaign_section(
     c: Mapping[str, Any], views: StoreViews, account_info: Mapping[str, Mapping[str, Any]], redact: bool
 ) -> dict[str, Any]:
     cid = str(c["id"])
-    scores = [float(account_info[a]["score"]) for a in c.get("accounts", ()) if a in account_info]
+    members = [
+        account_info[a] for a in {split_node(n)[0] for n in c.get("accounts", ())} if a in account_info
+    ]
     templates = [
         {**t, "examples": [mask(e) if redact else e for e in t["examples"]]}
         for t in views.templates.get(cid, [])
@@ -147,21 +177,12 @@ def _campaign_section(
     attribution = c.get("attribution") or {}
     return {
         **_campaign_row(c),
-        "max_score": max(scores, default=0.0),
-        "flagged": sum(
-            1 for a in c.get("accounts", ()) if account_info.get(a, {}).get("verdict", "allow") != "allow"
-        ),
-        "capability_mix": sorted((c.get("capability_mix") or {}).items(), key=lambda kv: -kv[1]),
+        "max_score": max((float(m["score"]) for m in members), default=0.0),
+        "flagged": sum(1 for m in members if m["verdict"] != "allow"),
+        "capability_mix": sorted(capability(c)[1].items(), key=lambda kv: -kv[1]),
         "evidence": [str(e) for e in attribution.get("evidence", [])],
         "templates": templates,
-        "infrastructure": [
-            (title, _top(infra.get(key)))
-            for key, title in (
-                ("ip_prefixes", "Network prefixes"),
-                ("asns", "ASNs"),
-                ("ip_kinds", "IP kinds"),
-            )
-        ],
+        "infrastructure": [(key.replace("_", " "), infrastructure_rows(rows)) for key, rows in infra.items()],
     }
 
 
