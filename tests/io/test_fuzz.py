@@ -116,7 +116,9 @@ def test_random_bytes_never_crash(name: str, blob: bytes) -> None:
     path = Path(tempfile.mkdtemp()) / "blob"
     path.write_bytes(blob)
     table, rejects = read_all(path, ReadOptions(account_id="a"), fmt=name)
-    assert table.num_rows == 0 or name != "parquet"
+    # Two non-blank lines: even a CSV reader (whose first line is the header) has a record to account for.
+    if sum(1 for line in blob.splitlines() if line.strip()) >= 2:
+        assert table.num_rows + len(rejects) > 0
 
 
 @FUZZ

@@ -281,6 +281,7 @@ def as_str(value: Any, fld: str) -> str | None:
 
 
 _INT64 = range(-(2**63), 2**63)
+_INTEGER = re.compile(r"\s*[-+]?\d+\s*")
 
 
 def as_int(value: Any, fld: str) -> int | None:
@@ -294,10 +295,7 @@ def as_int(value: Any, fld: str) -> int | None:
     elif isinstance(value, float) and value.is_integer():
         number = int(value)
     elif isinstance(value, str):
-        try:
-            number = int(value)
-        except ValueError:
-            pass
+        number = int(value) if _INTEGER.fullmatch(value) else None
     if number is None:
         raise RecordError(fld, f"expected an integer, got {value!r:.40}")
     if number not in _INT64:  # Arrow's int64 would overflow on the whole batch

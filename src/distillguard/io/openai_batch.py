@@ -127,9 +127,9 @@ def find_batch_files(path: Path, options: ReadOptions) -> BatchFiles:
     """Pair the given file with the rest of its batch (see the module docstring for the rules)."""
     envelope = _load_envelope(options.batch_envelope) if options.batch_envelope else {}
     role = file_role(first_json_record(path))
-    found: dict[str, Path] = {}  # input, output, error; "given" when the file itself is a result file
-    if role is not None:
-        found["input" if role == "input" else "given"] = path
+    # input, output, error; "given" when the file itself is a result file. A file whose first lines
+    # are not batch lines is read as input, so that each of its lines is rejected, not skipped.
+    found = {"given" if role == "result" else "input": path}
     dirs = list(dict.fromkeys(d for d in (options.batch_envelope, path) if d))
     for key, slot in (("input_file_id", "input"), ("output_file_id", "output"), ("error_file_id", "error")):
         match = _find_by_id(envelope.get(key), [d.parent for d in dirs])

@@ -66,6 +66,8 @@ def _genai_spans(path: Path, rejects: RejectSink) -> Iterator[tuple[int, bytes, 
 
 
 def _walk(doc: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any], Mapping[str, Any]]]:
+    if "resourceSpans" not in doc:
+        raise RecordError("resourceSpans", "required field missing: not an ExportTraceServiceRequest")
     for i, rs in enumerate(_list(doc.get("resourceSpans"), "resourceSpans")):
         where = f"resourceSpans[{i}]"
         if not isinstance(rs, Mapping):
