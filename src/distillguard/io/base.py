@@ -8,6 +8,7 @@ line never costs the rest of the file.
 from __future__ import annotations
 
 import csv
+import functools
 import gzip
 import io
 import ipaddress
@@ -415,6 +416,7 @@ def _parse_ip(hop: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
 
 
+@functools.lru_cache(maxsize=65_536)  # client addresses repeat across a log; parsing them is not free
 def _normalise_ip(hop: str) -> str:
     addr = _parse_ip(hop.strip())
     return str(addr) if addr is not None else hop.strip()

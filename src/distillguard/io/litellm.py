@@ -51,10 +51,11 @@ class LiteLLMReader:
         )
 
 
-def _header(headers: Any, *names: str) -> str | None:
-    if not isinstance(headers, Mapping):
-        return None
-    lowered = {str(k).lower(): v for k, v in headers.items()}
+def _lower_keys(headers: Any) -> dict[str, Any]:
+    return {str(k).lower(): v for k, v in headers.items()} if isinstance(headers, Mapping) else {}
+
+
+def _header(lowered: Mapping[str, Any], *names: str) -> str | None:
     for name in names:
         if isinstance(lowered.get(name), str):
             return str(lowered[name])
@@ -77,7 +78,7 @@ def payload_to_event(p: Mapping[str, Any], options: ReadOptions) -> dict[str, An
         account = as_str(md.get(key), f"metadata.{key}")
         if account:
             break
-    headers = md.get("requester_custom_headers")
+    headers = _lower_keys(md.get("requester_custom_headers"))  # once per row: read three times below
     params = p.get("model_parameters") or {}
     if not isinstance(params, Mapping):
         raise RecordError("model_parameters", "expected an object")

@@ -55,12 +55,12 @@ class OTelReader:
 
 
 def _genai_spans(path: Path, rejects: RejectSink) -> Iterator[tuple[int, bytes, dict[str, Any]]]:
-    """(line, raw span, {span, resource attributes, where}) for each GenAI span of each line."""
+    """(line, raw line, {span, resource attributes, where}) for each GenAI span of each line."""
     for lineno, raw, doc in iter_json_lines(path, rejects):
         try:
             for where, resource, span in _walk(doc):
                 if _is_genai(span):
-                    yield lineno, orjson.dumps(span), {"span": span, "resource": resource, "where": where}
+                    yield lineno, raw, {"span": span, "resource": resource, "where": where}
         except RecordError as exc:
             rejects.add(path, lineno, exc.field, exc.reason, raw)
 
