@@ -18,12 +18,17 @@ from typing import Any
 import ibis
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from distillguard.attribute import attribute, export_stix, load_intel
 from distillguard.features import FEATURES, account_features
 from distillguard.io import ReadOptions, RejectSink, read_events
+from distillguard.labels import apply_labels, read_labels
+from distillguard.link import LinkResult, build_edges, find_campaigns
 from distillguard.policy import Policy
-from distillguard.schema import REQUEST_SIGNAL_SCHEMA
+from distillguard.report import write_report
+from distillguard.schema import REQUEST_SIGNAL_SCHEMA, VERDICTS
 from distillguard.score import DEFAULT_MODEL, RiskModel, feature_matrix
 from distillguard.store import Store
 
@@ -142,6 +147,98 @@ def score_accounts(features: pa.Table, model: RiskModel, policy: Policy) -> pa.T
     )
 
 
+def link_and_attribute(
+    store: Store, scores: pa.Table, policy: Policy, intel_paths: Sequence[Path]
+) -> tuple[pa.Table, list[dict[str, Any]], dict[str, Any]]:
+    """Campaigns over the account graph, lifted member scores, attribution and the STIX bundle."""
+    events, signals, accounts = store.events, store.con.table(REQUEST_SIGNALS), store.accounts
+    edges = build_edges(events, signals, accounts)
+    linked = find_campaigns(edges, scores.select(["account_id", "score"]), events, signals, accounts)
+    attributions = attribute(linked.campaigns, events, signals, accounts, load_intel(list(intel_paths)))
+    records = [
+        c.record(attributions[c.id].record() if c.id in attributions else None) for c in linked.campaigns
+    ]
+    stix = export_stix(linked.campaigns, attributions)
+    return lift_by_campaign(scores, linked, policy), records, stix
+
+
+def lift_by_campaign(scores: pa.Table, linked: LinkResult, policy: Policy) -> pa.Table:
+    """Give each whole-account campaign member its campaign id, lifted score, verdict and a reason."""
+    member_of = linked.account_campaigns()
+    rows = linked.assignments.to_pydict()
+    lifted = {
+        a: s
+        for a, u, s in zip(rows["account_id"], rows["end_user_id"], rows["lifted_score"], strict=True)
+        if u is None
+    }
+    campaign = {c.id: c for c in linked.campaigns}
+    out = scores.to_pylist()
+    for row in out:
+        cid = member_of.get(row["account_id"])
+        if cid is None:
+            continue
+        c = campaign[cid]
+        new = max(row["score"], float(lifted.get(row["account_id"], 0.0)))
+        kinds = ", ".join(e["kind"] for e in c.edges[:4]) if c.edges else "shared infrastructure"
+        detail = (
+            f"member of {cid} ({len(c.accounts)} accounts, campaign score {c.score:.2f}, linked by {kinds})"
+        )
+        reason = {
+            "signal": "campaign",
+            "weight": round(c.score, 4),
+            "detail": detail,
+            "evidence": {"campaign_id": cid, "score_before": row["score"], "score_after": new},
+        }
+        row.update(
+            campaign_id=cid,
+            score=new,
+            verdict=policy.verdict(row["account_id"], new),
+            reasons="; ".join(filter(None, [detail, row["reasons"]])),
+            reasons_json=json.dumps([reason, *json.loads(row["reasons_json"] or "[]")]),
+        )
+    return pa.Table.from_pylist(out, schema=scores.schema)
+
+
+def attach_evidence(store: Store, scores: pa.Table, per_account: int = 3, chars: int = 240) -> pa.Table:
+    """Add checkable evidence to every account above allow: its top templates with an example prompt,
+    its top IP prefixes with their kind, and its user agents."""
+    flagged = scores.filter(pc.not_equal(scores.column("verdict"), "allow")).column("account_id")
+    if len(flagged) == 0:
+        return scores
+    ev = store.events
+    sig = store.con.table(REQUEST_SIGNALS)
+    r = ev.filter(ev.account_id.isin(flagged.to_pylist())).left_join(sig, "request_id")
+    tpl = (
+        r.filter(r.template_id.notnull())
+        .group_by(["account_id", "template_id"])
+        .agg(n=r.count(), example=r.user_text.arbitrary(), capability=r.capability.mode())
+        .to_pyarrow()
+        .to_pylist()
+    )
+    ips = (
+        r.group_by(["account_id", "ip_prefix", "ip_kind", "asn_org"])
+        .agg(n=r.count())
+        .to_pyarrow()
+        .to_pylist()
+    )
+    uas = r.group_by(["account_id", "user_agent"]).agg(n=r.count()).to_pyarrow().to_pylist()
+    by_account: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for kind, rows in (("templates", tpl), ("ip_prefixes", ips), ("user_agents", uas)):
+        for row in sorted(rows, key=lambda x: -x["n"]):
+            items = by_account.setdefault(row.pop("account_id"), {}).setdefault(kind, [])
+            if len(items) < per_account:
+                if row.get("example"):
+                    row["example"] = row["example"][:chars]
+                items.append(row)
+    out = scores.to_pylist()
+    for row in out:
+        evidence = by_account.get(row["account_id"])
+        if evidence:
+            entry = {"signal": "evidence", "weight": 0.0, "detail": "traffic sample", "evidence": evidence}
+            row["reasons_json"] = json.dumps([*json.loads(row["reasons_json"] or "[]"), entry], default=str)
+    return pa.Table.from_pylist(out, schema=scores.schema)
+
+
 def write_accounts_csv(scores: pa.Table, path: Path) -> None:
     with path.open("w", newline="") as fh:
         w = csv.writer(fh)
@@ -194,6 +291,7 @@ def scan(
     model_path: Path = DEFAULT_MODEL,
     db: Path | None = None,
     options: ReadOptions | None = None,
+    labels: Path | None = None,
 ) -> ScanResult:
     """Run every stage and write accounts.csv, campaigns.json, report.html, rejects.jsonl, summary.json."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -216,18 +314,24 @@ def scan(
     t = time.perf_counter()
     scores = score_accounts(features, model, policy)
     t = timed("score", t)
+    scores, result.campaigns, stix = link_and_attribute(store, scores, policy, intel)
+    if labels is not None:
+        scores = apply_labels(scores, read_labels(labels), result.campaigns)
+    scores = attach_evidence(store, scores)
+    t = timed("link", t)
 
     store.con.create_table(ACCOUNT_SCORES, scores, overwrite=True)
     result.exchanges = store.count_events()
     result.accounts = scores.num_rows
     result.rejects = len(rejects)
-    result.verdicts = {v: 0 for v in ("allow", "review", "throttle", "verify", "block")}
+    result.verdicts = dict.fromkeys(VERDICTS, 0)
     for v in scores.column("verdict").to_pylist():
         result.verdicts[v] += 1
 
     rejects.write(out_dir / "rejects.jsonl")
     write_accounts_csv(scores, out_dir / "accounts.csv")
     (out_dir / "campaigns.json").write_text(json.dumps(result.campaigns, indent=2, default=str))
+    (out_dir / "stix.json").write_text(json.dumps(stix, indent=2, default=str))
     summary = {
         "exchanges": result.exchanges,
         "added": result.added,
@@ -242,6 +346,8 @@ def scan(
         "features": list(FEATURES),
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_report(out_dir, store)
     timed("outputs", t)
+    (out_dir / "summary.json").write_text(json.dumps({**summary, "timings_s": result.timings}, indent=2))
     store.close()
     return result

@@ -123,6 +123,9 @@ class RiskModel:
         self.random_state = random_state
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> RiskModel:
+        # A feature never observed in training (e.g. text features on metadata-only data) cannot be
+        # binned; zero it for fitting, so at prediction its NaNs take the learned missing-value path.
+        X = np.where(np.isnan(X).all(axis=0), 0.0, X)
         base = HistGradientBoostingClassifier(
             max_iter=self.max_iter,
             learning_rate=self.learning_rate,
