@@ -167,7 +167,8 @@ def _node_trace(
         )
         share = [flagged[n] / sizes[n] for n in nodes]
         colors = [f"rgba(139,26,26,{0.25 + 0.75 * s:.2f})" for s in share]
-        marker_size = [float(6 + 4 * np.sqrt(sizes[n])) for n in nodes]
+        biggest = max(sizes.values())
+        marker_size = [float(6 + 22 * np.sqrt(sizes[n] / biggest)) for n in nodes]
         text = [f"{_esc(n)}<br>{sizes[n]} accounts · {flagged[n]} flagged" for n in nodes]
     return go.Scatter(
         x=pos[:, 0],

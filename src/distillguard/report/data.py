@@ -25,6 +25,7 @@ from distillguard.store import Store
 REQUEST_SIGNALS = "request_signals"
 ACCOUNT_SCORES = "account_scores"
 ACCOUNT_EDGES = "account_edges"  # link.edges.EDGE_SCHEMA rows, when the scan stores them
+MEMBERS = "_report_campaign_members"
 MAX_EDGES_READ = 200_000  # strongest edges read per campaign
 UNKNOWN = "unknown"
 HOURLY_UP_TO = timedelta(days=3)  # longer scans are bucketed by day
@@ -65,14 +66,17 @@ class StoreViews:
     edges: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # per campaign, from the store
 
 
-def _membership(campaigns: Sequence[Mapping[str, Any]]) -> Table:
-    """(node, campaign_id): nodes are account ids, or account#end_user for router end users."""
+def _membership(con: Any, campaigns: Sequence[Mapping[str, Any]]) -> Table:
+    """(node, campaign_id) as a temporary table; nodes are account ids or account#end_user for routers.
+
+    A table, not a memtable: DuckDB plans a memtable scanned twice in one query very slowly.
+    """
     pairs = [(str(acc), str(c["id"])) for c in campaigns for acc in c.get("accounts", ())]
     table = pa.table(
         {"node": [a for a, _ in pairs], "campaign_id": [c for _, c in pairs]},
         schema=pa.schema([("node", pa.string()), ("campaign_id", pa.string())]),
     )
-    return ibis.memtable(table)
+    return con.create_table(MEMBERS, table, temp=True, overwrite=True)
 
 
 def _rows(expr: Table) -> list[dict[str, Any]]:
@@ -112,7 +116,7 @@ def read_store(
         joined.group_by(["bucket", "capability"]).aggregate(requests=joined.count()).order_by("bucket")
     )
 
-    members = _membership(campaigns)
+    members = _membership(con, campaigns)
     in_campaign = joined.join(members, "node")
     for row in _rows(
         in_campaign.group_by(["campaign_id", "bucket", "capability"])
@@ -132,10 +136,11 @@ def read_store(
 
 def _edges(edges: Table, members: Table) -> dict[str, list[dict[str, Any]]]:
     """Edges whose two ends are in the same campaign, the strongest first."""
-    src = members.rename(src="node")
-    dst = members.rename(dst="node", dst_campaign="campaign_id")
-    inner = edges.select("src", "dst", "kind", "weight").join(src, "src").join(dst, "dst")
-    inner = inner.filter(inner.campaign_id == inner.dst_campaign).drop("dst_campaign")
+    inner = (
+        edges.select("src", "dst", "kind", "weight")
+        .join(members.rename(src="node"), "src")
+        .join(members.rename(dst="node"), ["dst", "campaign_id"])
+    )
     rank = ibis.row_number().over(group_by=inner.campaign_id, order_by=[ibis.desc(inner.weight), inner.src])
     out: dict[str, list[dict[str, Any]]] = {}
     for row in _rows(inner.mutate(rank=rank).filter(lambda t: t["rank"] < MAX_EDGES_READ).drop("rank")):
