@@ -25,6 +25,7 @@ def default_signals() -> list[Signal]:
     # Imported here: enrich/ builds on signals.base, so importing it at package load would be circular.
     from distillguard.enrich.ip import IpEnricher
     from distillguard.enrich.user_agent import UserAgentEnricher
+    from distillguard.signals.capability import CapabilitySignal
     from distillguard.signals.language import LanguageSignal
     from distillguard.signals.metadata import MetadataSignal
     from distillguard.signals.template import TemplateSignal
@@ -33,6 +34,7 @@ def default_signals() -> list[Signal]:
         IpEnricher(),
         UserAgentEnricher(),
         LanguageSignal(),
+        CapabilitySignal(),
         TemplateSignal(),
         PromptLengthSignal(),
         MetadataSignal(),

@@ -1,0 +1,108 @@
+"""Capability classifier: what a prompt is trying to extract (schema.CAPABILITIES).
+
+A multinomial logistic regression over hashed character n-grams (language independent: no
+tokenizer, no vocabulary), temperature-scaled on held-out wrappers so `capability_score` is a
+calibrated probability. Only the head and tail of a prompt are read, since the extraction
+instruction wraps the item rather than hiding in its middle. The artifact is plain numpy
+(`models/capability.npz`) plus JSON metadata; `python -m distillguard.signals.train_capability`
+rebuilds both.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from sklearn.feature_extraction.text import HashingVectorizer
+
+from distillguard.signals.base import per_distinct, prompt_text
+
+MODEL_DIR = Path(__file__).parent / "models"
+HEAD_CHARS = 600
+TAIL_CHARS = 300
+VECTORIZER: dict[str, Any] = {
+    "analyzer": "char_wb",
+    "ngram_range": (2, 4),
+    "n_features": 2**18,
+    "alternate_sign": False,
+    "lowercase": True,
+}
+
+
+def clip(text: str) -> str:
+    """Head and tail of a prompt: where the instruction around an item lives."""
+    if len(text) <= HEAD_CHARS + TAIL_CHARS:
+        return text
+    return f"{text[:HEAD_CHARS]} … {text[-TAIL_CHARS:]}"
+
+
+def vectorizer() -> HashingVectorizer:
+    return HashingVectorizer(**VECTORIZER)
+
+
+@dataclass(frozen=True)
+class CapabilityModel:
+    """Linear model over hashed n-grams; `predict_proba` returns (n, classes) calibrated probabilities."""
+
+    classes: tuple[str, ...]
+    coef: np.ndarray  # (classes, n_features)
+    intercept: np.ndarray
+    temperature: float
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        features = vectorizer().transform([clip(t) for t in texts])
+        logits = (features @ self.coef.T + self.intercept) / self.temperature
+        logits -= logits.max(axis=1, keepdims=True)
+        exp = np.exp(logits)
+        return np.asarray(exp / exp.sum(axis=1, keepdims=True))
+
+    def save(self, directory: Path, metadata: dict[str, Any]) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(
+            directory / "capability.npz", coef=self.coef.astype(np.float16), intercept=self.intercept
+        )
+        meta = {"classes": list(self.classes), "temperature": self.temperature, "vectorizer": VECTORIZER}
+        (directory / "capability.json").write_text(json.dumps(meta | metadata, indent=2, ensure_ascii=False))
+
+    @classmethod
+    def load(cls, directory: Path = MODEL_DIR) -> CapabilityModel:
+        meta = json.loads((directory / "capability.json").read_text())
+        if meta["vectorizer"]["n_features"] != VECTORIZER["n_features"]:
+            raise ValueError("capability model was trained with a different vectorizer; retrain it")
+        with np.load(directory / "capability.npz") as z:
+            coef, intercept = z["coef"].astype(np.float32), z["intercept"].astype(np.float32)
+        return cls(tuple(meta["classes"]), coef, intercept, float(meta["temperature"]))
+
+
+@cache
+def shipped_model() -> CapabilityModel:
+    return CapabilityModel.load()
+
+
+def classify(texts: list[str | None]) -> list[dict[str, Any]]:
+    """{capability, capability_score} per text; both null where there is no text."""
+    rows = [i for i, t in enumerate(texts) if t]
+    out: list[dict[str, Any]] = [{"capability": None, "capability_score": None} for _ in texts]
+    if rows:
+        model = shipped_model()
+        proba = model.predict_proba([texts[i] for i in rows])  # type: ignore[misc]
+        best = proba.argmax(axis=1)
+        for i, k, p in zip(rows, best.tolist(), proba.max(axis=1).tolist(), strict=True):
+            out[i] = {"capability": model.classes[k], "capability_score": p}
+    return out
+
+
+class CapabilitySignal:
+    """Signal: system + user prompt -> capability and its calibrated probability (null without text)."""
+
+    name = "capability"
+    columns = pa.schema([("capability", pa.string()), ("capability_score", pa.float64())])
+
+    def transform(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        found = per_distinct(prompt_text(batch, with_system=True), classify, pa.struct(self.columns))
+        return pa.RecordBatch.from_struct_array(found)

@@ -1,0 +1,62 @@
+import json
+import socket
+
+import numpy as np
+import pyarrow as pa
+
+from distillguard.schema import CAPABILITIES
+from distillguard.signals import corpora
+from distillguard.signals.capability import MODEL_DIR, CapabilityModel, CapabilitySignal, classify
+from distillguard.signals.train_capability import WRAPPERS
+
+
+def test_artifact_is_small_plain_and_loads_offline(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the capability model tried to open a socket")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    assert (MODEL_DIR / "capability.npz").stat().st_size < 5_000_000
+    model = CapabilityModel.load()
+    assert model.classes == CAPABILITIES
+    proba = model.predict_proba(["Rate this answer from 1 to 10 against the rubric.\nQ: 2+2\nA: 4"])
+    assert np.isclose(proba.sum(), 1.0)
+
+
+def test_recorded_held_out_metrics_meet_the_bar():
+    meta = json.loads((MODEL_DIR / "capability.json").read_text())
+    metrics = meta["metrics_held_out"]  # wrappers and items the model never saw
+    assert metrics["accuracy"] >= 0.6
+    assert metrics["f1"]["general"] >= 0.7 and metrics["f1"]["benchmark_item"] >= 0.7
+    assert metrics["accuracy_by_language"]["en"]["accuracy"] >= 0.8
+    assert len(meta["training_data_sha256"]) == 64
+
+
+def test_real_prompts(sharegpt):
+    # ShareGPT even-indexed conversations: never in training (the trainer takes odd ones).
+    unseen = corpora.sharegpt_prompts(parity=0, limit=400)
+    general = [r["capability"] for r in classify(unseen)]
+    assert general.count("general") / len(general) >= 0.9
+    champ = corpora.champ_problems()[1::2]  # held-out half
+    bench = [r["capability"] for r in classify(champ)]
+    assert bench.count("benchmark_item") / len(bench) >= 0.7
+
+
+def test_known_wrappers_with_unseen_items_in_every_language():
+    items = corpora.champ_problems()[1::2][:20]
+    for label, by_lang in WRAPPERS.items():
+        for lang, wrappers in by_lang.items():
+            got = [r["capability"] for r in classify([wrappers[0].format(x=x, y=items[-1]) for x in items])]
+            assert got.count(label) / len(got) >= 0.7, (label, lang, got)
+
+
+def test_signal_nulls_without_text():
+    batch = pa.RecordBatch.from_pydict(
+        {
+            "user_text": ["Think step by step and show all of your reasoning: what is 17 * 23?", None, "x"],
+            "system_prompt": pa.nulls(3, pa.string()),
+            "content_present": [True, False, False],
+        }
+    )
+    out = CapabilitySignal().transform(batch).to_pylist()
+    assert out[0]["capability"] == "cot_elicitation" and 0 < out[0]["capability_score"] <= 1
+    assert out[1] == out[2] == {"capability": None, "capability_score": None}
