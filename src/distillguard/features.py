@@ -15,6 +15,7 @@ from distillguard.schema import CAPABILITIES
 _DISTILL_CAPS = tuple(c for c in CAPABILITIES if c != "general")
 _HOUR = 3600.0
 _DAY = 86400.0
+_EPOCH = ibis.timestamp("1970-01-01 00:00:00+00:00")
 
 FEATURES: tuple[str, ...] = (
     "n_requests",
@@ -67,6 +68,11 @@ FEATURES: tuple[str, ...] = (
 )
 
 
+def _epoch_s(t: ir.TimestampValue) -> ir.FloatingValue:
+    """Seconds since the epoch with microseconds kept (Spark's `epoch_seconds` truncates to seconds)."""
+    return t.delta(_EPOCH, unit="microsecond") / 1e6
+
+
 def _share(cond: ir.BooleanValue) -> ir.FloatingScalar:
     return cond.cast("float64").mean()
 
@@ -103,7 +109,7 @@ def request_table(events: ir.Table, signals: ir.Table) -> ir.Table:
         signals.template_id,
         signals.prompt_chars,
     )
-    return r.mutate(ts=r.start_time.epoch_seconds().cast("float64"))
+    return r.mutate(ts=_epoch_s(r.start_time))
 
 
 def account_features(events: ir.Table, signals: ir.Table, accounts: ir.Table) -> ir.Table:
@@ -138,7 +144,7 @@ def account_features(events: ir.Table, signals: ir.Table, accounts: ir.Table) ->
         active_days=r.day.nunique(),
         gap_mean=r.gap.mean(),
         gap_std=r.gap.std(),
-        gap_median_s=r.gap.approx_median(),
+        gap_median_s=r.gap.median(),
         **caps,
         cap_unknown_share=_share(r.capability.isnull()),
         distill_cap_share=r.capability.isin(_DISTILL_CAPS).cast("float64").sum()
@@ -190,7 +196,7 @@ def account_features(events: ir.Table, signals: ir.Table, accounts: ir.Table) ->
     disposable = acc.email_disposable if "email_disposable" in acc.columns else ibis.literal(False)
     acc = acc.select(
         "account_id",
-        created_ts=acc.created_at.epoch_seconds().cast("float64"),
+        created_ts=_epoch_s(acc.created_at),
         email_disposable=disposable.cast("float64"),
         verified=acc.verified.cast("float64"),
         is_free=(acc.account_type == "free").cast("float64"),
