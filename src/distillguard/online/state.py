@@ -1,0 +1,289 @@
+"""Streaming per-account state: what `features.account_features` needs, kept one request at a time.
+
+An `AccountState` holds counters, sums, Welford moments, a log-spaced gap histogram, 24 hour
+counts, per-template and per-prefix counts and distinct-count sketches. It serialises to JSON so
+a Redis store can share it between gateway workers. The cross-account context (how many accounts
+use a template or an IP prefix, when a model was first seen) lives in the `State` store itself.
+
+Approximations against the batch features (measured in tests/online/test_parity.py):
+- distinct counts use `DistinctCounter`: exact up to 128 values, then a HyperLogLog (about 3 %);
+- `gap_median_s` comes from a log-spaced histogram (bins 2 % apart, interpolated), where batch
+  takes the exact median;
+- per-template and per-prefix counts keep the first `MAX_KEYS` keys; later keys still count in
+  totals and distinct counts, but not in `template_top_share` or the shared-template features.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import mmh3
+
+MAX_KEYS = 512
+_SPARSE_MAX = 128
+_P = 10  # 1024 registers: about 3 % standard error past the sparse range
+_M = 1 << _P
+_MASK64 = (1 << 64) - 1
+_SEED = 20260401
+
+
+class StateUnavailable(RuntimeError):
+    """The shared store did not answer in time; the detector applies its fail-open/closed policy."""
+
+
+class DistinctCounter:
+    """Distinct count: an exact set of 64-bit hashes while small, a HyperLogLog (p=10) beyond."""
+
+    __slots__ = ("_hashes", "_registers")
+
+    def __init__(self) -> None:
+        self._hashes: set[int] | None = set()
+        self._registers: bytearray | None = None
+
+    def add(self, value: str) -> None:
+        h = mmh3.hash64(value, _SEED, signed=False)[0]
+        if self._hashes is not None:
+            self._hashes.add(h)
+            if len(self._hashes) > _SPARSE_MAX:
+                self._densify()
+            return
+        self._set_register(h)
+
+    def _densify(self) -> None:
+        hashes, self._hashes = self._hashes or set(), None
+        self._registers = bytearray(_M)
+        for h in hashes:
+            self._set_register(h)
+
+    def _set_register(self, h: int) -> None:
+        assert self._registers is not None
+        idx = h >> (64 - _P)
+        rest = (h << _P) & _MASK64
+        rank = 64 - _P + 1 if rest == 0 else 65 - rest.bit_length()
+        if rank > self._registers[idx]:
+            self._registers[idx] = rank
+
+    def count(self) -> int:
+        if self._hashes is not None:
+            return len(self._hashes)
+        regs = self._registers or bytearray(_M)
+        estimate = 0.7213 / (1 + 1.079 / _M) * _M * _M / sum(2.0**-r for r in regs)
+        zeros = regs.count(0)
+        if estimate <= 2.5 * _M and zeros:
+            estimate = _M * math.log(_M / zeros)  # linear counting for the small range
+        return round(estimate)
+
+    def to_obj(self) -> list[int] | str:
+        return sorted(self._hashes) if self._hashes is not None else bytes(self._registers or b"").hex()
+
+    @classmethod
+    def from_obj(cls, obj: list[int] | str) -> DistinctCounter:
+        out = cls()
+        if isinstance(obj, str):
+            out._hashes, out._registers = None, bytearray.fromhex(obj)
+        else:
+            out._hashes = set(obj)
+        return out
+
+
+@dataclass
+class Welford:
+    """Running count, mean and squared deviations (numerically stable sample variance)."""
+
+    n: int = 0
+    mean: float = 0.0
+    m2: float = 0.0
+
+    def add(self, x: float) -> None:
+        self.n += 1
+        d = x - self.mean
+        self.mean += d / self.n
+        self.m2 += d * (x - self.mean)
+
+    def std(self) -> float:
+        """Sample standard deviation, as ibis `std()`; NaN below two values."""
+        return math.sqrt(self.m2 / (self.n - 1)) if self.n > 1 else math.nan
+
+
+# Log-spaced gap bins: 0 for gaps under 1 ms, then 2 % wide bins up to about 30 days.
+_GAP_MIN = 1e-3
+_GAP_RATIO = 1.02
+_GAP_BINS = 1 + math.ceil(math.log(3e6 / _GAP_MIN, _GAP_RATIO))
+
+
+def _gap_bin(gap: float) -> int:
+    if gap < _GAP_MIN:
+        return 0
+    return min(1 + int(math.log(gap / _GAP_MIN, _GAP_RATIO)), _GAP_BINS - 1)
+
+
+def _order_statistic(bins: dict[int, int], rank: int) -> float:
+    """The `rank`-th smallest gap (0-based), placed geometrically inside its bin."""
+    seen = 0
+    for b in sorted(bins):
+        c = bins[b]
+        if rank < seen + c:
+            if b == 0:
+                return 0.0
+            return float(_GAP_MIN * _GAP_RATIO ** (b - 1 + (rank - seen + 0.5) / c))
+        seen += c
+    return math.nan
+
+
+def histogram_median(bins: dict[int, int]) -> float:
+    """Median of a log-spaced gap histogram; the mean of the two middle gaps for an even count, as SQL."""
+    total = sum(bins.values())
+    if not total:
+        return math.nan
+    return (_order_statistic(bins, (total - 1) // 2) + _order_statistic(bins, total // 2)) / 2
+
+
+DISTINCT_KEYS = ("day", "ip", "asn", "ua", "end_user", "language", "template", "prefix")
+
+
+@dataclass
+class AccountState:
+    """Everything the online features of one account derive from."""
+
+    n: int = 0
+    first_ts: float | None = None
+    last_ts: float | None = None
+    gaps: Welford = field(default_factory=Welford)
+    gap_bins: dict[int, int] = field(default_factory=dict)
+    temperature: Welford = field(default_factory=Welford)
+    hours: list[int] = field(default_factory=lambda: [0] * 24)
+    counts: dict[str, int] = field(default_factory=dict)
+    sums: dict[str, float] = field(default_factory=dict)
+    distinct: dict[str, DistinctCounter] = field(
+        default_factory=lambda: {k: DistinctCounter() for k in DISTINCT_KEYS}
+    )
+    templates: dict[str, int] = field(default_factory=dict)
+    prefixes: dict[str, int] = field(default_factory=dict)
+    # The cached score: risk, its reasons, and the request count it was computed at.
+    risk: float | None = None
+    reasons: list[dict[str, Any]] = field(default_factory=list)
+    scored_n: int = 0
+
+    def count(self, key: str, by: int = 1) -> None:
+        self.counts[key] = self.counts.get(key, 0) + by
+
+    def add_value(self, key: str, value: float | None) -> None:
+        """Add to a mean over non-null values (sum in `sums[key]`, count in `counts[key + '#']`)."""
+        if value is not None and not (isinstance(value, float) and math.isnan(value)):
+            self.sums[key] = self.sums.get(key, 0.0) + float(value)
+            self.count(key + "#")
+
+    def add_gap(self, ts: float) -> None:
+        if self.last_ts is not None:
+            gap = ts - self.last_ts
+            self.gaps.add(gap)
+            b = _gap_bin(gap)
+            self.gap_bins[b] = self.gap_bins.get(b, 0) + 1
+        self.first_ts = ts if self.first_ts is None else min(self.first_ts, ts)
+        self.last_ts = ts if self.last_ts is None else max(self.last_ts, ts)
+
+    def add_key(self, table: dict[str, int], key: str) -> None:
+        if key in table or len(table) < MAX_KEYS:
+            table[key] = table.get(key, 0) + 1
+
+    def to_obj(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "first_ts": self.first_ts,
+            "last_ts": self.last_ts,
+            "gaps": [self.gaps.n, self.gaps.mean, self.gaps.m2],
+            "gap_bins": {str(k): v for k, v in self.gap_bins.items()},
+            "temperature": [self.temperature.n, self.temperature.mean, self.temperature.m2],
+            "hours": self.hours,
+            "counts": self.counts,
+            "sums": self.sums,
+            "distinct": {k: v.to_obj() for k, v in self.distinct.items()},
+            "templates": self.templates,
+            "prefixes": self.prefixes,
+            "risk": self.risk,
+            "reasons": self.reasons,
+            "scored_n": self.scored_n,
+        }
+
+    @classmethod
+    def from_obj(cls, o: dict[str, Any]) -> AccountState:
+        return cls(
+            n=o["n"],
+            first_ts=o["first_ts"],
+            last_ts=o["last_ts"],
+            gaps=Welford(*o["gaps"]),
+            gap_bins={int(k): v for k, v in o["gap_bins"].items()},
+            temperature=Welford(*o["temperature"]),
+            hours=list(o["hours"]),
+            counts=dict(o["counts"]),
+            sums=dict(o["sums"]),
+            distinct={k: DistinctCounter.from_obj(v) for k, v in o["distinct"].items()},
+            templates=dict(o["templates"]),
+            prefixes=dict(o["prefixes"]),
+            risk=o["risk"],
+            reasons=list(o["reasons"]),
+            scored_n=o["scored_n"],
+        )
+
+
+class State(Protocol):
+    """Where per-account state and the cross-account context live (in process or in Redis)."""
+
+    def get(self, account_id: str) -> AccountState | None: ...
+
+    def update(self, account_id: str, fn: Callable[[AccountState], None]) -> AccountState:
+        """Apply `fn` to the account's state atomically (other workers may update it too)."""
+        ...
+
+    def link(self, kind: str, key: str, account_id: str) -> None:
+        """Record that `account_id` used `key` (a template id or an IP prefix)."""
+        ...
+
+    def accounts_on(self, kind: str, keys: Iterable[str]) -> dict[str, int]:
+        """Distinct accounts seen on each key."""
+        ...
+
+    def first_seen(self, name: str, ts: float) -> float:
+        """The earliest time recorded under `name`, recording `ts` if it is earlier."""
+        ...
+
+
+class MemoryState:
+    """In-process state for one gateway worker: plain dictionaries, no locking needed under the GIL."""
+
+    def __init__(self) -> None:
+        self._accounts: dict[str, AccountState] = {}
+        self._links: dict[tuple[str, str], DistinctCounter] = {}
+        self._first: dict[str, float] = {}
+
+    def get(self, account_id: str) -> AccountState | None:
+        return self._accounts.get(account_id)
+
+    def update(self, account_id: str, fn: Callable[[AccountState], None]) -> AccountState:
+        st = self._accounts.get(account_id)
+        if st is None:
+            st = self._accounts[account_id] = AccountState()
+        fn(st)
+        return st
+
+    def link(self, kind: str, key: str, account_id: str) -> None:
+        counter = self._links.get((kind, key))
+        if counter is None:
+            counter = self._links[(kind, key)] = DistinctCounter()
+        counter.add(account_id)
+
+    def accounts_on(self, kind: str, keys: Iterable[str]) -> dict[str, int]:
+        out = {}
+        for k in keys:
+            c = self._links.get((kind, k))
+            out[k] = c.count() if c is not None else 0
+        return out
+
+    def first_seen(self, name: str, ts: float) -> float:
+        cur = self._first.get(name)
+        if cur is None or ts < cur:
+            self._first[name] = cur = ts
+        return cur

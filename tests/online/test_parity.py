@@ -1,0 +1,80 @@
+"""Batch and online agree: replaying a log through decide() in time order rebuilds the batch features."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from online_helpers import Replay
+
+from distillguard.features import FEATURES
+from distillguard.online.decide import OnlineDetector
+from distillguard.policy import Policy
+from distillguard.score import feature_matrix
+
+# Relative tolerance per feature; every other feature must match to 1e-6. Distinct counts are exact
+# up to 128 values and HyperLogLog estimates (about 3 % standard error) beyond; the median gap comes
+# from a histogram with 2 % bins.
+_SKETCHED = ("template_distinct_ratio", "ip_distinct_ratio", "prefix_distinct", "asn_distinct", "ua_distinct")
+TOLERANCE = {"gap_median_s": 0.02, **dict.fromkeys(_SKETCHED, 0.06)}
+
+
+@pytest.fixture(scope="module")
+def replayed(replay: Replay) -> OnlineDetector:
+    detector = OnlineDetector(replay.model, accounts=replay.accounts, signals=replay.signal_lookup)
+    for event in replay.events:
+        detector.decide(event)
+    return detector
+
+
+# features.account_features computes new_model_early with `t0 = r.ts.min()` taken before a join;
+# Ibis rebinds it to the joined `model_first` column, so batch gives 0 for every account.
+BATCH_BUG = ("new_model_early_share",)
+
+
+def _compare(replay: Replay, replayed: OnlineDetector, names: tuple[str, ...]) -> None:
+    ids = replay.features.column("account_id").to_pylist()
+    batch = feature_matrix(replay.features)
+    online = np.stack([replayed.feature_vector(a) for a in ids])
+    for j, name in enumerate(FEATURES):
+        if name not in names:
+            continue
+        b, o = batch[:, j], online[:, j]
+        assert np.array_equal(np.isnan(b), np.isnan(o)), f"{name}: null pattern differs"
+        ok = ~np.isnan(b)
+        np.testing.assert_allclose(o[ok], b[ok], rtol=TOLERANCE.get(name, 1e-6), atol=1e-9, err_msg=name)
+
+
+def test_features_match_batch(replay: Replay, replayed: OnlineDetector) -> None:
+    _compare(replay, replayed, tuple(f for f in FEATURES if f not in BATCH_BUG))
+
+
+@pytest.mark.xfail(strict=True, reason="batch new_model_early_share is always 0 (Ibis rebinding t0)")
+def test_new_model_early_matches_batch(replay: Replay, replayed: OnlineDetector) -> None:
+    _compare(replay, replayed, BATCH_BUG)
+
+
+def test_verdicts_match_batch(replay: Replay, replayed: OnlineDetector) -> None:
+    ids = replay.features.column("account_id").to_pylist()
+    policy = Policy.load()
+    batch_scores = replay.model.predict_proba(feature_matrix(replay.features))
+    batch = [policy.verdict(a, float(s)) for a, s in zip(ids, batch_scores, strict=True)]
+    online = [policy.verdict(a, replayed.score(a)) for a in ids]
+    agree = np.mean([b == o for b, o in zip(batch, online, strict=True)])
+    assert agree >= 0.98, f"verdicts agree on {agree:.1%} of accounts"
+    # The cached risk of the last decision lags by fewer than `rescore_every` requests.
+    cached = [
+        policy.verdict(a, replayed.decide(e, update=False).risk) for a, e in _last_events(replay).items()
+    ]
+    assert np.mean([b == c for b, c in zip(batch, cached, strict=True)]) >= 0.9
+
+
+def _last_events(replay: Replay) -> dict[str, dict]:
+    last = {e["account_id"]: e for e in replay.events}
+    return {a: last[a] for a in replay.features.column("account_id").to_pylist()}
+
+
+def test_single_row_signals_match_batch(replay: Replay) -> None:
+    detector = OnlineDetector(replay.model)
+    for event in replay.events[:: len(replay.events) // 12][:12]:
+        row = detector.request_signals(event)
+        assert row == replay.signals[event["request_id"]]
