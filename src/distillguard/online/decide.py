@@ -218,3 +218,35 @@ class OnlineDetector:
             raw_verdict=raw,
             state_error=state_error,
         )
+
+
+def detector_from_env(env: Mapping[str, str] | None = None) -> OnlineDetector:
+    """A detector configured by environment (how gateway adapters are configured).
+
+    DISTILLGUARD_MODEL (risk model path), DISTILLGUARD_POLICY (policy YAML, hot-reloaded),
+    DISTILLGUARD_REDIS_URL (shared state; in-process without it), DISTILLGUARD_ON_STATE_ERROR
+    (verdict while Redis is down: allow = fail open, block = fail closed), DISTILLGUARD_ACCOUNTS
+    (accounts CSV/Parquet for the account-table features).
+    """
+    from distillguard.io.accounts import read_accounts
+    from distillguard.io.base import RejectSink
+    from distillguard.policy import DEFAULT_POLICY
+    from distillguard.score import DEFAULT_MODEL
+
+    env = os.environ if env is None else env
+    state: State | None = None
+    if env.get("DISTILLGUARD_REDIS_URL"):
+        from distillguard.online.redis_state import RedisState
+
+        state = RedisState(env["DISTILLGUARD_REDIS_URL"])
+    accounts = None
+    if env.get("DISTILLGUARD_ACCOUNTS"):
+        table = read_accounts(Path(env["DISTILLGUARD_ACCOUNTS"]), RejectSink())
+        accounts = {r["account_id"]: r for r in table.to_pylist()}
+    return OnlineDetector(
+        RiskModel.load(Path(env.get("DISTILLGUARD_MODEL", DEFAULT_MODEL))),
+        policy=Path(env.get("DISTILLGUARD_POLICY", DEFAULT_POLICY)),
+        state=state,
+        accounts=accounts,
+        on_state_error=env.get("DISTILLGUARD_ON_STATE_ERROR", "allow"),
+    )

@@ -1,0 +1,85 @@
+"""decide(): verdicts and actions from policy, hot reload, monitor-only, allowlist, cached risk."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from online_helpers import Replay
+
+from distillguard.features import FEATURES
+from distillguard.online.compiled import CompiledRiskModel
+from distillguard.online.decide import OnlineDetector
+from distillguard.online.state import DistinctCounter
+
+
+def _policy(path: Path, block: float, monitor: bool = False, allow: tuple[str, ...] = ()) -> Path:
+    path.write_text(
+        f"thresholds: {{block: {block}, throttle: 0.3, review: 0.2}}\n"
+        f"monitor_only: {str(monitor).lower()}\nallowlist: {list(allow)}\n"
+        "actions: {block: [block], throttle: [throttle, degrade], review: [], allow: []}\n"
+    )
+    return path
+
+
+def _top_distiller(replay: Replay) -> tuple[OnlineDetector, str]:
+    """A detector fed the whole log, and the account it finds riskiest."""
+    det = OnlineDetector(replay.model, accounts=replay.accounts, signals=replay.signal_lookup)
+    for e in replay.events:
+        det.decide(e)
+    ids = replay.features.column("account_id").to_pylist()
+    return det, max(ids, key=det.score)
+
+
+def test_policy_hot_reload_monitor_and_allowlist(replay: Replay, tmp_path: Path) -> None:
+    det, acct = _top_distiller(replay)
+    event = next(e for e in reversed(replay.events) if e["account_id"] == acct)
+    path = _policy(tmp_path / "policy.yaml", block=0.0)
+    live = OnlineDetector(replay.model, policy=path, state=det.state, signals=replay.signal_lookup)
+    live._policy.interval_s = 0.0  # type: ignore[union-attr]
+    d = live.decide(event, update=False)
+    assert (d.verdict, d.actions, d.blocked) == ("block", ["block"], True)
+    assert d.reasons and d.risk > 0.5
+
+    def rewrite(**kw: object) -> None:
+        _policy(path, **kw)  # type: ignore[arg-type]
+        os.utime(path, ns=(time.time_ns(), time.time_ns() + 1_000_000_000))
+
+    rewrite(block=1.01)
+    assert live.decide(event, update=False).actions == ["throttle", "degrade"]
+    rewrite(block=0.0, monitor=True)
+    d = live.decide(event, update=False)
+    assert (d.verdict, d.actions, d.raw_verdict) == ("allow", [], "block")
+    rewrite(block=0.0, allow=(acct,))
+    assert live.decide(event, update=False).verdict == "allow"
+    path.write_text("thresholds: {nonsense: 1}\n")  # a bad edit keeps the last good policy
+    os.utime(path, ns=(time.time_ns(), time.time_ns() + 2_000_000_000))
+    assert live.decide(event, update=False).verdict == "allow"
+
+
+def test_unknown_account_is_allowed(replay: Replay) -> None:
+    det = OnlineDetector(replay.model, signals=replay.signal_lookup)
+    d = det.decide({**replay.events[0], "account_id": "never-seen"}, update=False)
+    assert (d.verdict, d.risk, d.actions) == ("allow", 0.0, [])
+
+
+def test_compiled_model_equals_risk_model(replay: Replay) -> None:
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(50, len(FEATURES))) * 10
+    X[rng.random(X.shape) < 0.3] = np.nan
+    compiled = CompiledRiskModel(replay.model)
+    got = np.array([compiled.predict_one(x) for x in X])
+    np.testing.assert_allclose(got, replay.model.predict_proba(X), atol=1e-12)
+
+
+@pytest.mark.parametrize("n", [1, 100, 128, 5000, 50_000])
+def test_distinct_counter(n: int) -> None:
+    c = DistinctCounter()
+    for i in range(n):
+        c.add(f"v{i}")
+        c.add(f"v{i}")
+    assert abs(c.count() - n) <= (0 if n <= 128 else 0.06 * n)
+    assert DistinctCounter.from_obj(c.to_obj()).count() == c.count()
