@@ -208,10 +208,10 @@ def attach_evidence(store: Store, scores: pa.Table, per_account: int = 3, chars:
     ev = store.events
     sig = store.con.table(REQUEST_SIGNALS)
     r = ev.filter(ev.account_id.isin(flagged.to_pylist())).left_join(sig, "request_id")
+    t = r.filter(r.template_id.notnull())
     tpl = (
-        r.filter(r.template_id.notnull())
-        .group_by(["account_id", "template_id"])
-        .agg(n=r.count(), example=r.user_text.arbitrary(), capability=r.capability.mode())
+        t.group_by(["account_id", "template_id"])
+        .agg(n=t.count(), example=t.user_text.arbitrary(), capability=t.capability.mode())
         .to_pyarrow()
         .to_pylist()
     )

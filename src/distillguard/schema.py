@@ -93,7 +93,12 @@ _REQUEST_SIGNAL_COLUMNS: list[tuple[str, pa.DataType, bool, str]] = [
         "Seeded fingerprint of the slot-masked prompt; shared across accounts.",
     ),
     ("prompt_chars", pa.int64(), False, "Length of the prompt text."),
-    ("is_rate_limited", pa.bool_(), False, "Request refused for rate limiting (error 429 or its error class)."),
+    (
+        "is_rate_limited",
+        pa.bool_(),
+        False,
+        "Request refused for rate limiting (error 429 or its error class).",
+    ),
     ("output_ratio", pa.float64(), False, "completion_tokens / prompt_tokens; null without prompt tokens."),
 ]
 REQUEST_SIGNAL_SCHEMA = pa.schema(
