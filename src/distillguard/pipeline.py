@@ -30,11 +30,8 @@ from distillguard.policy import Policy
 from distillguard.report import write_report
 from distillguard.schema import REQUEST_SIGNAL_SCHEMA, VERDICTS
 from distillguard.score import DEFAULT_MODEL, RiskModel, feature_matrix
-from distillguard.store import Store
+from distillguard.store import ACCOUNT_EDGES, ACCOUNT_FEATURES, ACCOUNT_SCORES, REQUEST_SIGNALS, Store
 
-REQUEST_SIGNALS = "request_signals"
-ACCOUNT_FEATURES = "account_features"
-ACCOUNT_SCORES = "account_scores"
 SCORES_SCHEMA = pa.schema(
     [
         ("account_id", pa.string()),
@@ -153,6 +150,7 @@ def link_and_attribute(
     """Campaigns over the account graph, lifted member scores, attribution and the STIX bundle."""
     events, signals, accounts = store.events, store.con.table(REQUEST_SIGNALS), store.accounts
     edges = build_edges(events, signals, accounts)
+    store.con.create_table(ACCOUNT_EDGES, edges, overwrite=True)  # the report draws campaigns from it
     linked = find_campaigns(edges, scores.select(["account_id", "score"]), events, signals, accounts)
     attributions = attribute(linked.campaigns, events, signals, accounts, load_intel(list(intel_paths)))
     records = [

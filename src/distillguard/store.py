@@ -18,6 +18,11 @@ from distillguard.schema import ACCOUNT_SCHEMA, EVENT_SCHEMA
 
 EVENTS = "events"
 ACCOUNTS = "accounts"
+# Tables the pipeline derives from events, in the order its stages write them.
+REQUEST_SIGNALS = "request_signals"
+ACCOUNT_FEATURES = "account_features"
+ACCOUNT_EDGES = "account_edges"
+ACCOUNT_SCORES = "account_scores"
 _STAGING = "_staging_events"
 
 

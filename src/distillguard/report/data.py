@@ -20,11 +20,8 @@ import pyarrow as pa
 from ibis.expr.types import Table
 
 from distillguard.link.edges import event_nodes
-from distillguard.store import Store
+from distillguard.store import ACCOUNT_EDGES, ACCOUNT_SCORES, REQUEST_SIGNALS, Store
 
-REQUEST_SIGNALS = "request_signals"
-ACCOUNT_SCORES = "account_scores"
-ACCOUNT_EDGES = "account_edges"  # link.edges.EDGE_SCHEMA rows, when the scan stores them
 MEMBERS = "_report_campaign_members"
 MAX_EDGES_READ = 200_000  # strongest edges read per campaign
 UNKNOWN = "unknown"
