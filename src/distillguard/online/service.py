@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
@@ -198,22 +199,24 @@ def create_app(
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/v1/decide", dependencies=[Depends(authenticated)])
-    def decide(request: Request, obj: dict = Depends(body), update: bool = True) -> dict[str, Any]:  # noqa: B008
+    async def decide(request: Request, obj: dict = Depends(body), update: bool = True) -> dict[str, Any]:  # noqa: B008
         """Decision for one canonical event; `update=false` only reads the account's cached risk."""
         try:
             event = event_from_json(obj, request.state.request_id)
         except RecordError as exc:
             raise HTTPException(422, f"{exc.field}: {exc.reason}") from exc
-        return run(request, event, update)
+        # The request path (a cached lookup) runs on the event loop; text signals go to a thread.
+        return await run_in_threadpool(run, request, event, update) if update else run(request, event, update)
 
     @app.post("/v1/portkey", dependencies=[Depends(authenticated)])
-    def portkey(request: Request, obj: dict = Depends(body)) -> dict[str, Any]:  # noqa: B008
+    async def portkey(request: Request, obj: dict = Depends(body)) -> dict[str, Any]:  # noqa: B008
         """Portkey webhook guardrail: `verdict` false stops the request (block, verification, throttle)."""
         try:
             event = _portkey_event(obj, request.state.request_id)
         except RecordError as exc:
             raise HTTPException(422, f"{exc.field}: {exc.reason}") from exc
-        decision = run(request, event, update=obj.get("eventType") != "afterRequestHook")
+        update = obj.get("eventType") != "afterRequestHook"
+        decision = await run_in_threadpool(run, request, event, update)
         stop = {"block", "step_up_verification", "throttle"} & set(decision["actions"])
         return {"verdict": not stop, "data": decision}
 
