@@ -31,7 +31,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("sim")
-    simulate("mixed", seed=3, scale=0.05, out=out)
+    simulate("mixed", seed=3, scale=0.03, out=out)
     return out
 
 
@@ -90,7 +90,7 @@ def test_verdicts_match(
         distiller = {row["account_id"]: row["label"] != "benign" for row in csv.DictReader(fh)}
     y = np.array([distiller[a] for a in duck.column("account_id").to_pylist()], dtype=int)
     assert 3 <= y.sum() <= len(y) - 3
-    model = RiskModel(max_iter=40).fit(feature_matrix(duck), y)
+    model = RiskModel(max_iter=20).fit(feature_matrix(duck), y)
     policy = Policy.load()
     a, b = score_accounts(duck, model, policy), score_accounts(spark, model, policy)
     assert a.column("verdict").to_pylist() == b.column("verdict").to_pylist()

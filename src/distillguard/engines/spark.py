@@ -32,8 +32,10 @@ if TYPE_CHECKING:
 
 _SEQ = "_seq"
 # Session settings the store relies on: UTC wall clock (Ibis sets it too), microsecond Parquet
-# timestamps that pyarrow and DuckDB read back as written, and Arrow for driver transfers.
+# timestamps that pyarrow and DuckDB read back as written, Arrow for driver transfers, and the
+# batch size the DuckDB pipeline uses (signals compute once per distinct value within a batch).
 _STORE_CONF = {
+    "spark.sql.execution.arrow.maxRecordsPerBatch": "20000",
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
