@@ -13,6 +13,7 @@ from online_helpers import RedisServer, Replay, free_port
 
 from distillguard.io import ReadOptions, RejectSink, read_events
 from distillguard.io.accounts import read_accounts
+from distillguard.online.decide import OnlineDetector
 from distillguard.pipeline import REQUEST_SIGNALS, prepare
 from distillguard.score import RiskModel, feature_matrix
 from distillguard.sim import simulate
@@ -38,6 +39,15 @@ def replay(tmp_path_factory: pytest.TempPathFactory) -> Replay:
     y = np.array([labels[a] for a in features.column("account_id").to_pylist()])
     model = RiskModel(max_iter=25).fit(X, y)
     return Replay(events, signals, features, accounts, labels, model)
+
+
+@pytest.fixture(scope="session")
+def replayed(replay: Replay) -> OnlineDetector:
+    """A detector fed the whole log in time order (read it; do not feed it more)."""
+    detector = OnlineDetector(replay.model, accounts=replay.accounts, signals=replay.signal_lookup)
+    for event in replay.events:
+        detector.decide(event)
+    return detector
 
 
 @pytest.fixture

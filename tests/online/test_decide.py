@@ -25,17 +25,11 @@ def _policy(path: Path, block: float, monitor: bool = False, allow: tuple[str, .
     return path
 
 
-def _top_distiller(replay: Replay) -> tuple[OnlineDetector, str]:
-    """A detector fed the whole log, and the account it finds riskiest."""
-    det = OnlineDetector(replay.model, accounts=replay.accounts, signals=replay.signal_lookup)
-    for e in replay.events:
-        det.decide(e)
-    ids = replay.features.column("account_id").to_pylist()
-    return det, max(ids, key=det.score)
-
-
-def test_policy_hot_reload_monitor_and_allowlist(replay: Replay, tmp_path: Path) -> None:
-    det, acct = _top_distiller(replay)
+def test_policy_hot_reload_monitor_and_allowlist(
+    replay: Replay, replayed: OnlineDetector, tmp_path: Path
+) -> None:
+    det = replayed
+    acct = max(replay.features.column("account_id").to_pylist(), key=det.score)
     event = next(e for e in reversed(replay.events) if e["account_id"] == acct)
     path = _policy(tmp_path / "policy.yaml", block=0.0)
     live = OnlineDetector(replay.model, policy=path, state=det.state, signals=replay.signal_lookup)

@@ -66,11 +66,15 @@ def proxy(replay: Replay, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         cwd=d,
     )
     try:
-        wait_port(port, proc, 90)
+        wait_port(port, proc, 240)  # the proxy imports a lot: slow on a busy 2-core machine
         yield f"http://127.0.0.1:{port}", d
     finally:
         proc.terminate()
-        proc.wait(10)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
         log.close()
 
 

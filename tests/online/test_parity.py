@@ -18,14 +18,6 @@ _SKETCHED = ("template_distinct_ratio", "ip_distinct_ratio", "prefix_distinct", 
 TOLERANCE = {"gap_median_s": 0.02, **dict.fromkeys(_SKETCHED, 0.06)}
 
 
-@pytest.fixture(scope="module")
-def replayed(replay: Replay) -> OnlineDetector:
-    detector = OnlineDetector(replay.model, accounts=replay.accounts, signals=replay.signal_lookup)
-    for event in replay.events:
-        detector.decide(event)
-    return detector
-
-
 # features.account_features computes new_model_early with `t0 = r.ts.min()` taken before a join;
 # Ibis rebinds it to the joined `model_first` column, so batch gives 0 for every account.
 BATCH_BUG = ("new_model_early_share",)
