@@ -59,3 +59,11 @@ def test_upsert_accounts_newest_row_wins(spark: SparkSession, tmp_path: Path) ->
     store.upsert_accounts(_accounts("new.com").slice(2))
     rows = {r["account_id"]: r for r in store.accounts.to_pyarrow().to_pylist()}
     assert {a: r["email_domain"] for a, r in rows.items()} == {"u1": "new.com", "u2": "b.org"}
+
+
+def test_stores_on_one_session_stay_apart(spark: SparkSession, tmp_path: Path) -> None:
+    first, second = SparkStore(tmp_path / "a", spark), SparkStore(tmp_path / "b", spark)
+    first.append_events([_events(["a", "b"])])
+    second.append_events([_events(["c"])])
+    assert sorted(first.events.request_id.to_pyarrow().to_pylist()) == ["a", "b"]
+    assert second.count_events() == 1

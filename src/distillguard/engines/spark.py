@@ -74,7 +74,8 @@ class SparkStore:
     def __init__(self, work_dir: Path | str, session: SparkSession | None = None) -> None:
         self.work_dir = Path(work_dir).absolute()
         self._owns_session = session is None
-        self.session = session if session is not None else local_session()
+        # A session of its own (sharing the context) keeps this store's views apart from another's.
+        self.session = (session if session is not None else local_session()).newSession()
         for key, value in _STORE_CONF.items():
             self.session.conf.set(key, value)
         self.con = ibis.pyspark.connect(self.session)
