@@ -63,12 +63,17 @@ def test_campaigns_match_truth_without_benign_members(
     assert not members - set(world.truth), "a benign node was put in a campaign"
 
 
-def test_low_and_slow_members_are_lifted(linked: tuple[World, Store, pa.Table, LinkResult]) -> None:
+def test_low_and_slow_members_join_but_content_alone_never_lifts(
+    linked: tuple[World, Store, pa.Table, LinkResult],
+) -> None:
     world, _, _, result = linked
     rows = {r["node"]: r for r in result.assignments.to_pylist()}
     slow = [rows[n] for n in world.truth if n.startswith("slowA")]
     assert all(r["score"] < 0.5 for r in slow)
-    assert all(r["campaign_id"] and r["lifted_score"] >= 0.5 for r in slow)
+    # They share only templates (and their timing) with the campaign: members, but a generic template
+    # shared with a casual user looks the same, so one evidence family never raises a score.
+    assert sum(bool(r["campaign_id"]) for r in slow) >= len(slow) / 2
+    assert all(r["lifted_score"] == r["score"] for r in slow)
     benign = [r for n, r in rows.items() if n not in world.truth]
     assert all(r["lifted_score"] == r["score"] for r in benign)
 

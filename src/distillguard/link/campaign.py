@@ -21,7 +21,14 @@ import pyarrow as pa
 from ibis import _
 from ibis.expr.types import Table
 
-from distillguard.link.communities import KIND_WEIGHTS, combine_edges, louvain, suspicious_subgraph
+from distillguard.link.communities import (
+    KIND_WEIGHTS,
+    AttachRule,
+    Tie,
+    average_linkage,
+    combine_edges,
+    suspicious_subgraph,
+)
 from distillguard.link.edges import EdgeParams, event_nodes, split_node
 
 ASSIGNMENT_SCHEMA = pa.schema(
@@ -34,6 +41,7 @@ ASSIGNMENT_SCHEMA = pa.schema(
         pa.field("lifted_score", pa.float64(), nullable=False),
     ]
 )
+DEFAULT_ATTACH = AttachRule()
 _TOP = 5  # items kept per infrastructure list and edge examples
 
 
@@ -87,42 +95,47 @@ def find_campaigns(
     accounts: Table | None = None,
     *,
     floor: float = 0.5,
-    attach_min: float = 0.6,
+    attach: AttachRule = DEFAULT_ATTACH,
+    link_min: float = 0.1,
+    merge_min: float = 0.015,
     campaign_floor: float = 0.5,
     min_members: int = 3,
     min_seeds: int = 2,
-    lift_full: float = 2.0,
-    resolution: float = 1.0,
-    seed: int = 0,
+    lift_full: float = 1.0,
     kind_weights: Mapping[str, float] = KIND_WEIGHTS,
     router_min_end_users: int = EdgeParams.router_min_end_users,
 ) -> LinkResult:
     """Cluster linked suspicious nodes into campaigns; summarise them when events/signals are given.
 
-    `scores` has account_id and score (0-1). A node inherits its account's score. A community
-    becomes a campaign with >= `min_members` nodes, >= `min_seeds` of them at or above `floor`,
-    and a campaign score >= `campaign_floor`. Member m is lifted to
-    max(own, campaign score * min(1, weight of m's edges into the campaign / `lift_full`)).
+    `scores` has account_id and score (0-1). A whole-account node with score >= `floor` is a seed;
+    a router's end-user node carries its account's score for reporting but never seeds (the score
+    describes all of the router's users together), so end users join only through `attach`. A
+    community becomes a campaign with >= `min_members` nodes, >= `min_seeds` seeds and a campaign
+    score >= `campaign_floor`. Member m is lifted to max(own, campaign score * min(1, tie / `lift_full`))
+    only when its ties into the campaign are corroborated (see `_lift_tie`); other members keep their score.
     """
     account_score = dict(zip(scores["account_id"].to_pylist(), scores["score"].to_pylist(), strict=True))
-    pair_weights = combine_edges(edges, kind_weights)
-    nodes = set(account_score) | {n for pair in pair_weights for n in pair}
+    ties = combine_edges(edges, kind_weights)
+    nodes = set(account_score) | {n for pair in ties for n in pair}
     node_score = {n: float(account_score.get(split_node(n)[0]) or 0.0) for n in nodes}
+    seed_score = {n: 0.0 if split_node(n)[1] else s for n, s in node_score.items()}
 
-    graph = suspicious_subgraph(pair_weights, node_score, floor, attach_min)
+    graph, _attached = suspicious_subgraph(ties, seed_score, floor, attach)
     campaigns: list[Campaign] = []
     lifted = dict(node_score)
     membership: dict[str, str] = {}
-    for members in louvain(graph, resolution, seed) if graph.number_of_edges() else []:
-        member_scores = sorted((node_score[n] for n in members), reverse=True)
-        strength = sum(member_scores[: (len(member_scores) + 1) // 2]) / ((len(member_scores) + 1) // 2)
+    for members in average_linkage(graph, ties, link_min, merge_min):
+        member_scores = sorted((seed_score[n] for n in members), reverse=True)
+        half = (len(member_scores) + 1) // 2
+        strength = sum(member_scores[:half]) / half
         n_seeds = sum(s >= floor for s in member_scores)
         if len(members) < min_members or n_seeds < min_seeds or strength < campaign_floor:
             continue
         cid = f"campaign-{len(campaigns) + 1:03d}"
         for n in members:
-            tie = sum(graph[n][m]["weight"] for m in graph[n] if m in members)
-            lifted[n] = max(node_score[n], strength * min(1.0, tie / lift_full))
+            lifted[n] = max(
+                node_score[n], strength * min(1.0, _lift_tie(n, members, ties, attach) / lift_full)
+            )
             membership[n] = cid
         campaigns.append(
             Campaign(cid, sorted(members), round(strength, 4), edges=_edge_summary(edges, members))
@@ -131,6 +144,21 @@ def find_campaigns(
     if events is not None and signals is not None and campaigns:
         _summarise(campaigns, membership, events, signals, accounts, router_min_end_users)
     return LinkResult(campaigns, _assignments(node_score, lifted, membership))
+
+
+def _lift_tie(node: str, members: set[str], ties: Mapping[tuple[str, str], Tie], rule: AttachRule) -> float:
+    """Weight of the node's corroborated ties into the campaign: 0 unless at least `rule.min_ties`
+    members are tied to it by `rule.min_families` evidence families each, so one shared template
+    or one shared proxy never raises a score."""
+    strong = [
+        tie.weight
+        for m in members
+        if m != node
+        and (tie := ties.get((node, m) if node < m else (m, node))) is not None
+        and tie.weight >= rule.tie_min
+        and len(tie.families) >= rule.min_families
+    ]
+    return sum(strong) if len(strong) >= rule.min_ties else 0.0
 
 
 def _assignments(

@@ -2,65 +2,179 @@
 
 Clustering the whole graph would spend most of its time on benign neighbourhoods (a NAT, an
 ISP) and let them swallow campaign members. Instead the graph is cut down to *seeds* (nodes
-whose own risk is above a floor) plus their *strong neighbours* (nodes whose summed edge weight
-to seeds is high, which is how a low-and-slow member gets in), and Louvain (networkx, BSD, fixed
-seed) runs on that subgraph only.
+whose own risk is above a floor) plus the few non-seeds that are tied to them the way campaign
+members are, and Louvain (networkx, BSD, fixed seed) runs on that subgraph only.
+
+Benign users touch campaigns all the time: a casual user sends the same generic prompt as a
+harvesting script, a home user sits in the /24 a residential proxy exits from. What they lack is
+*corroboration*, so a non-seed is attached only when
+
+- it has strong ties to several distinct seeds (or already attached nodes), and
+- most of its graph weight goes to them rather than to other unflagged users, and
+- each counted tie is backed by at least two independent families of evidence (content,
+  infrastructure, account records), or by content alone when that content is shared with
+  nothing but suspicious nodes (a reseller's end user sending a campaign's private templates).
 """
 
 from __future__ import annotations
 
+import heapq
 from collections import defaultdict
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import networkx as nx
 import pyarrow as pa
 
 # How much one unit of edge weight of each kind counts when kinds are summed into one graph weight.
+# Account records and shared infrastructure-at-the-same-time separate campaigns of one actor; content
+# (templates, their timing) is shared across an actor's campaigns and with benign users, so it counts less.
+# An ASN + user-agent pair is shared by whole ISPs and SDK versions: context, never a link on its own.
 KIND_WEIGHTS: dict[str, float] = {
     "payment": 1.0,
     "email_burst": 0.8,
-    "ip": 0.6,
-    "sync": 0.8,
-    "turns": 1.0,
-    "template": 0.5,
-    "asn_ua": 0.2,
+    "turns": 0.6,
+    "ip": 0.4,
+    "sync": 0.3,
+    "template": 0.2,
+    "asn_ua": 0.02,
 }
+# Independent families of evidence: two edges of one family are one piece of evidence.
+KIND_FAMILIES: dict[str, str] = {
+    "payment": "account",
+    "email_burst": "account",
+    "ip": "infrastructure",
+    "asn_ua": "infrastructure",
+    "template": "content",
+    "sync": "content",
+    "turns": "content",
+}
+
+
+@dataclass
+class Tie:
+    """Everything linking one node pair: the kind-weighted sum, and which kinds contributed."""
+
+    weight: float = 0.0
+    kinds: set[str] = field(default_factory=set)
+
+    @property
+    def families(self) -> set[str]:
+        return {KIND_FAMILIES.get(k, k) for k in self.kinds}
 
 
 def combine_edges(
     edges: pa.Table, kind_weights: Mapping[str, float] = KIND_WEIGHTS
-) -> dict[tuple[str, str], float]:
-    """One weight per node pair: the kind-weighted sum of its edges."""
-    combined: dict[tuple[str, str], float] = defaultdict(float)
+) -> dict[tuple[str, str], Tie]:
+    """One tie per node pair: the kind-weighted sum of its edges and the kinds behind it."""
+    combined: dict[tuple[str, str], Tie] = defaultdict(Tie)
     cols = edges.select(["src", "dst", "kind", "weight"]).to_pydict()
     for src, dst, kind, weight in zip(cols["src"], cols["dst"], cols["kind"], cols["weight"], strict=True):
-        combined[(src, dst)] += kind_weights.get(kind, 0.0) * weight
+        w = kind_weights.get(kind, 0.0) * weight
+        if w > 0:
+            tie = combined[(src, dst)]
+            tie.weight += w
+            tie.kinds.add(kind)
     return dict(combined)
 
 
+@dataclass(frozen=True)
+class AttachRule:
+    """When a non-seed joins the suspicious subgraph (see the module docstring)."""
+
+    tie_min: float = 0.04  # combined weight of one tie that counts towards attachment
+    min_ties: int = 3  # distinct suspicious nodes it must be tied to
+    min_share: float = 0.6  # share of its whole graph weight that goes to suspicious nodes
+    min_families: int = 2  # evidence families a counted tie needs ...
+    content_share: float = 0.7  # ... unless the node's ties go almost only to suspicious nodes
+    rounds: int = 2  # attachment rounds (attached nodes count as suspicious in the next round)
+
+
 def suspicious_subgraph(
-    pair_weights: Mapping[tuple[str, str], float],
+    ties: Mapping[tuple[str, str], Tie],
     node_scores: Mapping[str, float],
     floor: float,
-    attach_min: float,
-) -> nx.Graph:
-    """Seeds (score >= floor) plus nodes whose summed weight to seeds reaches `attach_min`."""
-    seeds = {n for n, s in node_scores.items() if s >= floor}
-    to_seeds: dict[str, float] = defaultdict(float)
-    for (a, b), w in pair_weights.items():
-        if a in seeds and b not in seeds:
-            to_seeds[b] += w
-        elif b in seeds and a not in seeds:
-            to_seeds[a] += w
-    keep = seeds | {n for n, w in to_seeds.items() if w >= attach_min}
+    rule: AttachRule = AttachRule(),
+) -> tuple[nx.Graph, set[str]]:
+    """(graph on seeds plus attached nodes, the attached nodes); seeds have score >= floor."""
+    suspicious = {n for n, s in node_scores.items() if s >= floor}
+    neighbours: dict[str, list[tuple[str, Tie]]] = defaultdict(list)
+    total: dict[str, float] = defaultdict(float)
+    for (a, b), tie in ties.items():
+        neighbours[a].append((b, tie))
+        neighbours[b].append((a, tie))
+        total[a] += tie.weight
+        total[b] += tie.weight
+    attached: set[str] = set()
+    for _ in range(rule.rounds):
+        new = {
+            n
+            for n in neighbours
+            if n not in suspicious and _attaches(neighbours[n], total[n], suspicious, rule)
+        }
+        if not new:
+            break
+        attached |= new
+        suspicious |= new
     graph = nx.Graph()
+    graph.add_nodes_from(sorted(n for n in suspicious if n in neighbours))
     graph.add_weighted_edges_from(
-        (a, b, w) for (a, b), w in sorted(pair_weights.items()) if a in keep and b in keep and w > 0
+        (a, b, tie.weight) for (a, b), tie in sorted(ties.items()) if a in suspicious and b in suspicious
     )
-    return graph
+    return graph, attached
 
 
-def louvain(graph: nx.Graph, resolution: float = 1.0, seed: int = 0) -> list[set[str]]:
-    """Louvain communities, largest first; deterministic for a given graph and seed."""
-    parts = nx.community.louvain_communities(graph, weight="weight", resolution=resolution, seed=seed)
-    return sorted((set(p) for p in parts), key=lambda p: (-len(p), min(p)))
+def _attaches(links: list[tuple[str, Tie]], total: float, suspicious: set[str], rule: AttachRule) -> bool:
+    to_suspicious = [(m, t) for m, t in links if m in suspicious]
+    share = sum(t.weight for _, t in to_suspicious) / total if total else 0.0
+    if share < rule.min_share:
+        return False
+    families = 1 if share >= rule.content_share else rule.min_families
+    strong = [m for m, t in to_suspicious if t.weight >= rule.tie_min and len(t.families) >= families]
+    return len(strong) >= rule.min_ties
+
+
+def average_linkage(
+    graph: nx.Graph, ties: Mapping[tuple[str, str], Tie], link_min: float, merge_min: float
+) -> list[set[str]]:
+    """Campaigns: cores (components of ties >= `link_min`: shared payment, a sign-up burst) merged greedily
+    while the mean tie over all node pairs of two groups reaches `merge_min`, largest first.
+
+    Average linkage has no resolution limit: two small campaigns of one actor that share servers stay
+    apart however big a third campaign is, which modularity-based methods (Louvain) cannot promise.
+    """
+    strong = nx.Graph()
+    strong.add_nodes_from(graph)
+    strong.add_edges_from((a, b) for a, b, w in graph.edges(data="weight") if w >= link_min)
+    groups = {i: set(c) for i, c in enumerate(sorted(nx.connected_components(strong), key=min))}
+    group_of = {n: i for i, c in groups.items() for n in c}
+    between: dict[int, dict[int, float]] = defaultdict(lambda: defaultdict(float))
+    for (a, b), tie in ties.items():
+        ga, gb = group_of.get(a), group_of.get(b)
+        if ga is not None and gb is not None and ga != gb:
+            between[ga][gb] += tie.weight
+            between[gb][ga] += tie.weight
+    heap = [
+        (-w / (len(groups[i]) * len(groups[j])), i, j)
+        for i in between
+        for j, w in between[i].items()
+        if i < j
+    ]
+    heapq.heapify(heap)
+    while heap:
+        neg, i, j = heapq.heappop(heap)
+        if -neg < merge_min:
+            break
+        if i not in groups or j not in groups or j not in between[i]:
+            continue
+        if abs(-neg - between[i][j] / (len(groups[i]) * len(groups[j]))) > 1e-12:
+            continue  # stale: one side grew since this entry was pushed
+        groups[i] |= groups.pop(j)
+        for k, w in between.pop(j).items():
+            del between[k][j]
+            if k != i:
+                between[i][k] += w
+                between[k][i] += w
+        for k, w in between[i].items():
+            heapq.heappush(heap, (-w / (len(groups[i]) * len(groups[k])), min(i, k), max(i, k)))
+    return sorted(groups.values(), key=lambda p: (-len(p), min(p)))

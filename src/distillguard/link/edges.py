@@ -40,6 +40,8 @@ EDGE_SCHEMA = pa.schema(
     ]
 )
 EDGE_KINDS: tuple[str, ...] = ("ip", "asn_ua", "payment", "email_burst", "template", "sync", "turns")
+INFRA_KINDS: frozenset[str] = frozenset({"ip", "asn_ua"})
+_ACCOUNT_RE = f"^([^{NODE_SEP}]*)"
 
 # Large free webmail providers: sign-up bursts there happen every minute by chance.
 PUBLIC_MAIL_DOMAINS: frozenset[str] = frozenset(
@@ -115,7 +117,10 @@ def build_edges(events: Table, signals: Table, accounts: Table, **params: float)
         _payment_pairs(accounts, n_nodes, p),
         _burst_pairs(accounts, n_nodes, p),
     ]
-    edges = ibis.union(*parts).filter(lambda t: t.weight >= p.min_weight).order_by(["kind", "src", "dst"])
+    edges = ibis.union(*parts).filter(lambda t: t.weight >= p.min_weight)
+    # End users of one router share its servers and client by construction: infrastructure says nothing there.
+    same_account = _.src.re_extract(_ACCOUNT_RE, 1) == _.dst.re_extract(_ACCOUNT_RE, 1)
+    edges = edges.filter(~(_.kind.isin(list(INFRA_KINDS)) & same_account)).order_by(["kind", "src", "dst"])
     return edges.to_pyarrow().cast(EDGE_SCHEMA)
 
 
