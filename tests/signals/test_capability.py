@@ -6,7 +6,15 @@ import pyarrow as pa
 
 from distillguard.schema import CAPABILITIES
 from distillguard.signals import corpora
-from distillguard.signals.capability import MODEL_DIR, CapabilityModel, CapabilitySignal, classify
+from distillguard.signals.capability import (
+    MODEL_DIR,
+    CapabilityModel,
+    CapabilitySignal,
+    classify,
+    clip,
+    featurize,
+    vectorizer,
+)
 from distillguard.signals.train_capability import WRAPPERS
 
 
@@ -60,3 +68,22 @@ def test_signal_nulls_without_text():
     out = CapabilitySignal().transform(batch).to_pylist()
     assert out[0]["capability"] == "cot_elicitation" and 0 < out[0]["capability_score"] <= 1
     assert out[1] == out[2] == {"capability": None, "capability_score": None}
+
+
+def test_featurize_equals_the_vectorizer_bit_for_bit(sharegpt, items):
+    # Real prompts and wrapped items in every language, long pastes (clipped), odd whitespace and
+    # case-folding characters; twice, so the second call reads the word cache.
+    wrapped = [
+        w[0].format(x=x, y=items[0]) for by_lang in WRAPPERS.values() for w in by_lang.values() for x in items
+    ]
+    texts = (
+        sharegpt[:1500]
+        + wrapped
+        + [" ".join(sharegpt[:40]), "", " ", "İSTANBUL ÇOK\u00a0güzel\u2003ΣΑΣ", "a\n\n\tb"]
+    )
+    want = vectorizer().transform([clip(t) for t in texts])
+    for _ in range(2):
+        got = featurize(texts)
+        assert np.array_equal(got.indptr, want.indptr)
+        assert np.array_equal(got.indices, want.indices)
+        assert np.array_equal(got.data, want.data)

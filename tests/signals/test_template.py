@@ -1,6 +1,6 @@
 from collections import Counter
 
-from distillguard.signals.template import mask_slots, template_ids
+from distillguard.signals.template import _MASKS, _SLOT, _TOKEN, mask_slots, template_ids
 
 # Wrappers of our own; the item sits before, after or inside them.
 WRAPPERS = [
@@ -46,3 +46,17 @@ def test_ids_are_fixed_and_null_safe():
         template_ids(["Explain the proof of the four colour theorem in simple words please"])[0],
     ]
     assert template_ids(["Summarise this article for a ten year old reader"]) == ["6132f0ad39096e60"]
+
+
+def test_skipping_masks_by_their_characters_changes_nothing(sharegpt, items):
+    # Each mask is skipped on text lacking all of its characters; applying every mask always must agree.
+    extra = [
+        "see \"a b\" at https://x.io/p or a@b.co, it's 'ok' $x^2$ ``` code",
+        "«q» „r“ 「s」 『t』 \\(y\\)",
+    ]
+    for text in sharegpt[:1500] + items + extra:
+        full = text
+        for pattern, _ in _MASKS:
+            full = pattern.sub(_SLOT, full)
+        want = [t if t[0] != _SLOT else _SLOT for t in _TOKEN.findall(full.lower())]
+        assert mask_slots(text) == want

@@ -7,7 +7,7 @@ the key hash itself: the most specific billing principal LiteLLM records.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +22,14 @@ from distillguard.io.base import (
     as_int,
     as_str,
     as_time,
-    batches_from_records,
+    as_time_us,
     dig,
+    event_batches_from_tuples,
     iter_json_lines,
     resolve_client_ip,
 )
 from distillguard.io.messages import message_texts, response_text
+from distillguard.schema import EVENT_COLUMNS
 
 # LiteLLM writes this in place of content when message logging is turned off.
 REDACTED = "redacted-by-litellm"
@@ -43,15 +45,17 @@ class LiteLLMReader:
         return "standard_logging_object" in keys or {"id", "call_type", "startTime", "metadata"} <= keys
 
     def read(self, path: Path, rejects: RejectSink, options: ReadOptions) -> Iterator[pa.RecordBatch]:
-        def convert(obj: dict[str, Any]) -> dict[str, Any]:
-            return payload_to_event(obj.get("standard_logging_object", obj), options)
+        def convert(obj: dict[str, Any]) -> tuple[Any, ...]:
+            return _event_values(obj.get("standard_logging_object", obj), options, as_time_us)
 
-        yield from batches_from_records(
+        yield from event_batches_from_tuples(
             path, iter_json_lines(path, rejects), convert, rejects, options.batch_rows
         )
 
 
 def _lower_keys(headers: Any) -> dict[str, Any]:
+    if not headers:
+        return {}
     return {str(k).lower(): v for k, v in headers.items()} if isinstance(headers, Mapping) else {}
 
 
@@ -63,15 +67,22 @@ def _header(lowered: Mapping[str, Any], *names: str) -> str | None:
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
+    return value if type(value) is dict or isinstance(value, Mapping) else {}
 
 
 def payload_to_event(p: Mapping[str, Any], options: ReadOptions) -> dict[str, Any]:
     """Map one StandardLoggingPayload to a canonical event row."""
+    return dict(zip(EVENT_COLUMNS, _event_values(p, options, as_time), strict=True))
+
+
+def _event_values(
+    p: Mapping[str, Any], options: ReadOptions, time: Callable[[Any, str], Any]
+) -> tuple[Any, ...]:
+    """The event's values in EVENT_COLUMNS order; `time` converts timestamps (datetime or epoch us)."""
     if not isinstance(p, Mapping):
         raise RecordError("standard_logging_object", "expected an object")
     md = p.get("metadata") or {}
-    if not isinstance(md, Mapping):
+    if type(md) is not dict and not isinstance(md, Mapping):
         raise RecordError("metadata", "expected an object")
     account = None
     for key in ("user_api_key_user_id", "user_api_key_team_id", "user_api_key_org_id", "user_api_key_hash"):
@@ -80,7 +91,7 @@ def payload_to_event(p: Mapping[str, Any], options: ReadOptions) -> dict[str, An
             break
     headers = _lower_keys(md.get("requester_custom_headers"))  # once per row: read three times below
     params = p.get("model_parameters") or {}
-    if not isinstance(params, Mapping):
+    if type(params) is not dict and not isinstance(params, Mapping):
         raise RecordError("model_parameters", "expected an object")
     usage = _mapping(md.get("usage_object"))
     err = _mapping(p.get("error_information"))
@@ -96,48 +107,48 @@ def payload_to_event(p: Mapping[str, Any], options: ReadOptions) -> dict[str, An
     tools = params.get("tools")
     peer = as_str(p.get("requester_ip_address") or md.get("requester_ip_address"), "requester_ip_address")
     max_tokens = params.get("max_completion_tokens", params.get("max_tokens"))
-    return {
-        "request_id": as_str(p.get("id"), "id"),
-        "source_format": "litellm",
-        "start_time": as_time(p.get("startTime"), "startTime"),
-        "end_time": as_time(p.get("endTime"), "endTime"),
-        "first_token_time": as_time(p.get("completionStartTime"), "completionStartTime"),
-        "account_id": account,
-        "api_key_hash": as_str(md.get("user_api_key_hash"), "metadata.user_api_key_hash"),
-        "org_id": as_str(md.get("user_api_key_org_id"), "metadata.user_api_key_org_id"),
-        "team_id": as_str(md.get("user_api_key_team_id"), "metadata.user_api_key_team_id"),
-        "end_user_id": as_str(p.get("end_user") or md.get("user_api_key_end_user_id"), "end_user"),
-        "client_ip": resolve_client_ip(_header(headers, "x-forwarded-for"), peer, options.trusted_proxies),
-        "user_agent": as_str(md.get("user_agent") or _header(headers, "user-agent"), "metadata.user_agent"),
-        "referer": _header(headers, "http-referer", "referer", "x-http-referer"),
-        "app_title": _header(headers, "x-title"),
-        "model_requested": as_str(p.get("model_group") or p.get("model"), "model_group"),
-        "model_served": as_str(
+    return (
+        as_str(p.get("id"), "id"),  # request_id
+        "litellm",  # source_format
+        time(p.get("startTime"), "startTime"),  # start_time
+        time(p.get("endTime"), "endTime"),  # end_time
+        time(p.get("completionStartTime"), "completionStartTime"),  # first_token_time
+        account,  # account_id
+        as_str(md.get("user_api_key_hash"), "metadata.user_api_key_hash"),  # api_key_hash
+        as_str(md.get("user_api_key_org_id"), "metadata.user_api_key_org_id"),  # org_id
+        as_str(md.get("user_api_key_team_id"), "metadata.user_api_key_team_id"),  # team_id
+        as_str(p.get("end_user") or md.get("user_api_key_end_user_id"), "end_user"),  # end_user_id
+        resolve_client_ip(_header(headers, "x-forwarded-for"), peer, options.trusted_proxies),  # client_ip
+        as_str(md.get("user_agent") or _header(headers, "user-agent"), "metadata.user_agent"),  # user_agent
+        _header(headers, "http-referer", "referer", "x-http-referer"),  # referer
+        _header(headers, "x-title"),  # app_title
+        as_str(p.get("model_group") or p.get("model"), "model_group"),  # model_requested
+        as_str(  # model_served
             hidden.get("litellm_model_name") or p.get("model"), "hidden_params.litellm_model_name"
         ),
-        "call_type": as_str(p.get("call_type"), "call_type"),
-        "stream": as_bool(params.get("stream", p.get("stream")), "model_parameters.stream"),
-        "status": as_str(p.get("status") or "success", "status"),
-        "error_code": as_str(err.get("error_code"), "error_information.error_code"),
-        "error_class": as_str(err.get("error_class"), "error_information.error_class"),
-        "prompt_tokens": as_int(p.get("prompt_tokens"), "prompt_tokens"),
-        "completion_tokens": as_int(p.get("completion_tokens"), "completion_tokens"),
-        "reasoning_tokens": as_int(
+        as_str(p.get("call_type"), "call_type"),  # call_type
+        as_bool(params.get("stream", p.get("stream")), "model_parameters.stream"),  # stream
+        as_str(p.get("status") or "success", "status"),  # status
+        as_str(err.get("error_code"), "error_information.error_code"),  # error_code
+        as_str(err.get("error_class"), "error_information.error_class"),  # error_class
+        as_int(p.get("prompt_tokens"), "prompt_tokens"),  # prompt_tokens
+        as_int(p.get("completion_tokens"), "completion_tokens"),  # completion_tokens
+        as_int(  # reasoning_tokens
             dig(usage, "completion_tokens_details.reasoning_tokens"),
             "metadata.usage_object.completion_tokens_details.reasoning_tokens",
         ),
-        "cached_tokens": as_int(
+        as_int(  # cached_tokens
             dig(usage, "prompt_tokens_details.cached_tokens"),
             "metadata.usage_object.prompt_tokens_details.cached_tokens",
         ),
-        "temperature": as_float(params.get("temperature"), "model_parameters.temperature"),
-        "max_tokens": as_int(max_tokens, "model_parameters.max_tokens"),
-        "n": as_int(params.get("n"), "model_parameters.n"),
-        "logprobs": as_bool(params.get("logprobs"), "model_parameters.logprobs"),
-        "top_logprobs": as_int(params.get("top_logprobs"), "model_parameters.top_logprobs"),
-        "tools_count": len(tools) if isinstance(tools, list) else None,
-        "system_prompt": system,
-        "user_text": user,
-        "response_text": resp,
-        "content_present": user is not None,
-    }
+        as_float(params.get("temperature"), "model_parameters.temperature"),  # temperature
+        as_int(max_tokens, "model_parameters.max_tokens"),  # max_tokens
+        as_int(params.get("n"), "model_parameters.n"),  # n
+        as_bool(params.get("logprobs"), "model_parameters.logprobs"),  # logprobs
+        as_int(params.get("top_logprobs"), "model_parameters.top_logprobs"),  # top_logprobs
+        len(tools) if isinstance(tools, list) else None,  # tools_count
+        system,  # system_prompt
+        user,  # user_text
+        resp,  # response_text
+        user is not None,  # content_present
+    )

@@ -18,7 +18,9 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import scipy.sparse as sp
 from sklearn.feature_extraction.text import HashingVectorizer
+from sklearn.preprocessing import normalize
 
 from distillguard.signals.base import per_distinct, prompt_text
 
@@ -45,6 +47,46 @@ def vectorizer() -> HashingVectorizer:
     return HashingVectorizer(**VECTORIZER)
 
 
+class _WordFeatures:
+    """Hashed char_wb n-gram counts per distinct word, kept across batches up to `limit` words.
+
+    char_wb n-grams never cross whitespace, so a text's counts are the sum of its words' counts.
+    Words repeat far more than texts do, so each is hashed once (one sklearn call per batch).
+    """
+
+    def __init__(self, limit: int = 200_000) -> None:
+        self.limit = limit
+        self.index: dict[str, int] = {}
+        self.matrix = sp.csr_matrix((0, VECTORIZER["n_features"]))
+        self._hasher = HashingVectorizer(**(VECTORIZER | {"lowercase": False, "norm": None}))
+
+    def counts(self, texts: list[str]) -> sp.csr_matrix:
+        """Raw hashed counts per text; texts are already lower-cased and clipped."""
+        docs = [t.split() for t in texts]  # the vectorizer's split: whitespace runs
+        new = list(dict.fromkeys(w for words in docs for w in words if w not in self.index))
+        if len(self.index) + len(new) > self.limit:
+            self.index, self.matrix = {}, sp.csr_matrix((0, VECTORIZER["n_features"]))
+            new = list(dict.fromkeys(w for words in docs for w in words))
+        if new:
+            self.index.update(zip(new, range(len(self.index), len(self.index) + len(new)), strict=True))
+            self.matrix = sp.vstack([self.matrix, self._hasher.transform(new)], format="csr")
+        index = self.index
+        ids = np.fromiter((index[w] for words in docs for w in words), dtype=np.int64)
+        indptr = np.cumsum([0, *map(len, docs)], dtype=np.int64)
+        shape = (len(texts), self.matrix.shape[0])
+        return sp.csr_matrix(sp.csr_matrix((np.ones(len(ids)), ids, indptr), shape=shape) @ self.matrix)
+
+
+_WORDS = _WordFeatures()
+
+
+def featurize(texts: list[str]) -> sp.csr_matrix:
+    """Exactly `vectorizer().transform([clip(t) for t in texts])`, hashing each distinct word once."""
+    features = _WORDS.counts([clip(t).lower() for t in texts])
+    features.sum_duplicates()  # the vectorizer's canonical order, so the l2 norms match bit for bit
+    return sp.csr_matrix(normalize(features, norm="l2", copy=False))
+
+
 @dataclass(frozen=True)
 class CapabilityModel:
     """Linear model over hashed n-grams; `predict_proba` returns (n, classes) calibrated probabilities."""
@@ -55,7 +97,7 @@ class CapabilityModel:
     temperature: float
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
-        features = vectorizer().transform([clip(t) for t in texts])
+        features = featurize(texts)
         logits = (features @ self.coef.T + self.intercept) / self.temperature
         logits -= logits.max(axis=1, keepdims=True)
         exp = np.exp(logits)
