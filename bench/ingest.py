@@ -20,6 +20,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
@@ -73,7 +74,7 @@ def generate(path: Path, rows: int, seed: int = 0) -> None:
             fh.write(orjson.dumps(rec) + b"\n")
 
 
-def _peak_mib() -> float:
+def peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -84,7 +85,7 @@ def run_bare(path: Path) -> dict[str, float]:
         for line in fh:
             orjson.loads(line)
             n += 1
-    return {"rows": n, "seconds": time.perf_counter() - t, "peak_mib": _peak_mib()}
+    return {"rows": n, "seconds": time.perf_counter() - t, "peak_mib": peak_mib()}
 
 
 def run_ingest(path: Path) -> dict[str, float]:
@@ -97,12 +98,13 @@ def run_ingest(path: Path) -> dict[str, float]:
         n = store.append_events(read_events(path, RejectSink()))
         seconds = time.perf_counter() - t
         store.close()
-    return {"rows": n, "seconds": seconds, "peak_mib": _peak_mib()}
+    return {"rows": n, "seconds": seconds, "peak_mib": peak_mib()}
 
 
-def _in_subprocess(kind: str, path: Path) -> dict[str, float]:
+def in_subprocess(kind: str, path: Path, script: str = __file__, *extra: str) -> dict[str, Any]:
+    """Run `script --measure kind --file path` in its own process (own peak RSS); last line is JSON."""
     out = subprocess.run(
-        [sys.executable, __file__, "--measure", kind, "--file", str(path)],
+        [sys.executable, script, "--measure", kind, "--file", str(path), *extra],
         check=True,
         capture_output=True,
         text=True,
@@ -126,8 +128,8 @@ def main() -> None:
         path = Path(tmp) / "litellm.jsonl"
         generate(path, args.rows)
         size_mib = path.stat().st_size / 2**20
-        bare = _in_subprocess("bare", path)
-        ours = _in_subprocess("ingest", path)
+        bare = in_subprocess("bare", path)
+        ours = in_subprocess("ingest", path)
     table = Table(title=f"ingest, {args.rows:,} LiteLLM exchanges ({size_mib:.0f} MiB JSONL)")
     for col in ("", "rows/s", "seconds", "peak MiB"):
         table.add_column(col, justify="right")

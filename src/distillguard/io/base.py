@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any, Protocol, TypeGuard
 
 import orjson
 import pyarrow as pa
@@ -287,12 +287,22 @@ def tuples_to_batch(rows: Sequence[tuple[Any, ...]], schema: pa.Schema = EVENT_S
 
 # --- typed field access --------------------------------------------------------------------------
 
+_NOT_MAPPINGS = frozenset({str, int, float, bool, list, type(None)})
+
+
+def is_mapping(value: Any) -> TypeGuard[Mapping[str, Any]]:
+    """`isinstance(value, Mapping)`, answered without the ABC machinery for what a JSON parser returns."""
+    kind = type(value)
+    if kind is dict:
+        return True
+    return kind not in _NOT_MAPPINGS and isinstance(value, Mapping)
+
 
 def dig(obj: Mapping[str, Any], dotted: str) -> Any:
     """Value at a dotted path ('metadata.user_api_key_hash'), None when any step is missing."""
     cur: Any = obj
     for part in dotted.split("."):
-        if not isinstance(cur, Mapping):
+        if not is_mapping(cur):
             return None
         cur = cur.get(part)
     return cur
@@ -331,7 +341,11 @@ _INTEGER = re.compile(r"\s*[-+]?\d+\s*")
 
 
 def as_int(value: Any, fld: str) -> int | None:
-    if value is None or value == "":
+    if value is None:
+        return None
+    if type(value) is int and -(2**63) <= value < 2**63:  # the common case, checked as below
+        return value
+    if value == "":
         return None
     if isinstance(value, bool):
         raise RecordError(fld, "expected an integer, got bool")

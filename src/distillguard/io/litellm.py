@@ -25,6 +25,7 @@ from distillguard.io.base import (
     as_time_us,
     dig,
     event_batches_from_tuples,
+    is_mapping,
     iter_json_lines,
     resolve_client_ip,
 )
@@ -56,7 +57,7 @@ class LiteLLMReader:
 def _lower_keys(headers: Any) -> dict[str, Any]:
     if not headers:
         return {}
-    return {str(k).lower(): v for k, v in headers.items()} if isinstance(headers, Mapping) else {}
+    return {str(k).lower(): v for k, v in headers.items()} if is_mapping(headers) else {}
 
 
 def _header(lowered: Mapping[str, Any], *names: str) -> str | None:
@@ -67,7 +68,7 @@ def _header(lowered: Mapping[str, Any], *names: str) -> str | None:
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if type(value) is dict or isinstance(value, Mapping) else {}
+    return value if is_mapping(value) else {}
 
 
 def payload_to_event(p: Mapping[str, Any], options: ReadOptions) -> dict[str, Any]:
@@ -79,10 +80,10 @@ def _event_values(
     p: Mapping[str, Any], options: ReadOptions, time: Callable[[Any, str], Any]
 ) -> tuple[Any, ...]:
     """The event's values in EVENT_COLUMNS order; `time` converts timestamps (datetime or epoch us)."""
-    if not isinstance(p, Mapping):
+    if not is_mapping(p):
         raise RecordError("standard_logging_object", "expected an object")
     md = p.get("metadata") or {}
-    if type(md) is not dict and not isinstance(md, Mapping):
+    if not is_mapping(md):
         raise RecordError("metadata", "expected an object")
     account = None
     for key in ("user_api_key_user_id", "user_api_key_team_id", "user_api_key_org_id", "user_api_key_hash"):
@@ -91,7 +92,7 @@ def _event_values(
             break
     headers = _lower_keys(md.get("requester_custom_headers"))  # once per row: read three times below
     params = p.get("model_parameters") or {}
-    if type(params) is not dict and not isinstance(params, Mapping):
+    if not is_mapping(params):
         raise RecordError("model_parameters", "expected an object")
     usage = _mapping(md.get("usage_object"))
     err = _mapping(p.get("error_information"))

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
-from distillguard.io.base import RecordError
+from distillguard.io.base import RecordError, is_mapping
 
 _SYSTEM_ROLES = frozenset({"system", "developer"})
 
@@ -20,7 +19,7 @@ def content_text(content: Any) -> str | None:
         parts = [
             str(part.get("text"))
             for part in content
-            if isinstance(part, Mapping) and part.get("type") in ("text", "input_text", "output_text")
+            if is_mapping(part) and part.get("type") in ("text", "input_text", "output_text")
         ]
         return "\n".join(parts) if parts else None
     return None
@@ -32,14 +31,14 @@ def message_texts(messages: Any, fld: str) -> tuple[str | None, str | None]:
         return None, None
     if isinstance(messages, str):
         return None, messages
-    if isinstance(messages, Mapping):
+    if is_mapping(messages):
         messages = messages.get("messages", [messages])
     if not isinstance(messages, list):
         raise RecordError(fld, f"expected a list of messages, got {type(messages).__name__}")
     system: list[str] = []
     user: list[str] = []
     for i, msg in enumerate(messages):
-        if not isinstance(msg, Mapping):
+        if not is_mapping(msg):
             raise RecordError(f"{fld}[{i}]", "expected a message object")
         text = content_text(msg.get("content"))
         if text is None:
@@ -56,14 +55,14 @@ def response_text(response: Any, fld: str) -> str | None:
     """The first choice's text from a chat/text completion response object, or a bare string."""
     if response is None or isinstance(response, str):
         return response or None
-    if not isinstance(response, Mapping):
+    if not is_mapping(response):
         return None
     choices = response.get("choices")
     if isinstance(choices, list) and choices:
         first = choices[0]
-        if not isinstance(first, Mapping):
+        if not is_mapping(first):
             raise RecordError(f"{fld}.choices[0]", "expected an object")
-        if isinstance(first.get("message"), Mapping):
+        if is_mapping(first.get("message")):
             return content_text(first["message"].get("content"))
         if isinstance(first.get("text"), str):
             return str(first["text"])
@@ -72,7 +71,7 @@ def response_text(response: Any, fld: str) -> str | None:
         texts = [
             content_text(item.get("content"))
             for item in output
-            if isinstance(item, Mapping) and item.get("type") == "message"
+            if is_mapping(item) and item.get("type") == "message"
         ]
         return "\n".join(t for t in texts if t) or None
     return None

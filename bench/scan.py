@@ -1,0 +1,126 @@
+"""Scan throughput on simulated traffic, next to a bare orjson parse of the same log.
+
+    python bench/scan.py                   # scale small (~50k exchanges)
+    python bench/scan.py --scale medium    # ~1M exchanges
+
+The simulator's gzip log is decompressed once; the bare parse and `distillguard scan` (every
+stage, with the simulated accounts and intel) then read that same file, each in its own process
+so peak RSS is its own. The figure is scan time / bare parse time, measured in one run, since
+absolute rates vary with the machine and its load. Per-stage seconds come from summary.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from ingest import in_subprocess, peak_mib, run_bare
+
+
+def run_scan(path: Path, sim_dir: Path) -> dict[str, Any]:
+    from distillguard.pipeline import scan
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "scan"
+        t = time.perf_counter()
+        result = scan(
+            [path],
+            out,
+            accounts=sim_dir / "accounts.csv",
+            intel=sorted((sim_dir / "intel").glob("*.json")),
+        )
+        seconds = time.perf_counter() - t
+        summary = json.loads((out / "summary.json").read_text())
+    return {
+        "rows": result.exchanges,
+        "seconds": seconds,
+        "peak_mib": peak_mib(),
+        "timings_s": summary["timings_s"],
+    }
+
+
+def simulate_log(scale: str, seed: int, work: Path) -> tuple[Path, Path]:
+    """(decompressed LiteLLM JSONL, simulator output folder) for one simulated scenario."""
+    from distillguard.sim import simulate
+
+    sim_dir = work / "sim"
+    info = simulate(scenario="mixed", seed=seed, scale=scale, out=sim_dir)
+    plain = work / "logs.jsonl"
+    with gzip.open(info["paths"]["logs"], "rb") as src, plain.open("wb") as dst:
+        shutil.copyfileobj(src, dst, 2**22)
+    return plain, sim_dir
+
+
+def report(bare: dict[str, Any], ours: dict[str, Any], title: str) -> float:
+    console = Console()
+    table = Table(title=title)
+    for col in ("", "exchanges/s", "seconds", "peak MiB"):
+        table.add_column(col, justify="right")
+    for name, m in (("bare orjson parse", bare), ("distillguard scan", ours)):
+        table.add_row(name, f"{m['rows'] / m['seconds']:,.0f}", f"{m['seconds']:.1f}", f"{m['peak_mib']:.0f}")
+    console.print(table)
+    stages = Table(title="scan stages (summary.json timings_s)")
+    for col in ("stage", "seconds", "x bare parse"):
+        stages.add_column(col, justify="right")
+    for stage, seconds in ours["timings_s"].items():
+        stages.add_row(stage, f"{seconds:.1f}", f"{seconds / bare['seconds']:.1f}")
+    console.print(stages)
+    ratio = float(ours["seconds"] / bare["seconds"])
+    console.print(f"scan / bare parse time ratio: [bold]{ratio:.2f}x[/bold] (target <= 5x)")
+    return ratio
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scale", default="small", help="Simulator scale: small, medium or a float.")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--out", type=Path, default=Path("bench/results/scan.json"))
+    ap.add_argument("--measure", choices=["bare", "scan"], help=argparse.SUPPRESS)
+    ap.add_argument("--file", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--sim-dir", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.measure:
+        measured = run_bare(args.file) if args.measure == "bare" else run_scan(args.file, args.sim_dir)
+        print(json.dumps(measured))
+        return
+
+    with tempfile.TemporaryDirectory() as tmp:
+        plain, sim_dir = simulate_log(args.scale, args.seed, Path(tmp))
+        size_mib = plain.stat().st_size / 2**20
+        bare = in_subprocess("bare", plain, __file__)
+        ours = in_subprocess("scan", plain, __file__, "--sim-dir", str(sim_dir))
+    title = f"scan, {ours['rows']:,} simulated exchanges (scale {args.scale}, {size_mib:.0f} MiB JSONL)"
+    ratio = report(bare, ours, title)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(
+        json.dumps(
+            {
+                "date": datetime.now(UTC).isoformat(),
+                "machine": f"{platform.machine()} cpus={os.cpu_count()} load={os.getloadavg()[0]:.1f}",
+                "scale": args.scale,
+                "seed": args.seed,
+                "file_mib": size_mib,
+                "bare": bare,
+                "scan": ours,
+                "time_ratio": ratio,
+                "stage_ratios": {k: v / bare["seconds"] for k, v in ours["timings_s"].items()},
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
