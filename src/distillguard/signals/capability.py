@@ -68,8 +68,13 @@ class _WordFeatures:
             self.index, self.matrix = {}, sp.csr_matrix((0, VECTORIZER["n_features"]))
             new = list(dict.fromkeys(w for words in docs for w in words))
         if new:
+            ascii_words = [w for w in new if w.isascii()]
+            other = [w for w in new if not w.isascii()]
+            hashed = [_ascii_word_counts(ascii_words)] + ([self._hasher.transform(other)] if other else [])
+            # The table grows before the index, so an index entry always has its row.
+            self.matrix = sp.vstack([self.matrix, *hashed], format="csr")
+            new = ascii_words + other
             self.index.update(zip(new, range(len(self.index), len(self.index) + len(new)), strict=True))
-            self.matrix = sp.vstack([self.matrix, self._hasher.transform(new)], format="csr")
         index = self.index
         ids = np.fromiter((index[w] for words in docs for w in words), dtype=np.int64)
         indptr = np.cumsum([0, *map(len, docs)], dtype=np.int64)
@@ -78,6 +83,51 @@ class _WordFeatures:
 
 
 _WORDS = _WordFeatures()
+_C1, _C2 = np.uint32(0xCC9E2D51), np.uint32(0x1B873593)
+
+
+def _rotl(x: np.ndarray, r: int) -> np.ndarray:
+    return np.asarray((x << np.uint32(r)) | (x >> np.uint32(32 - r)))
+
+
+def _murmur3_short(packed: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """MurmurHash3_x86_32 (seed 0, signed, as sklearn's hasher) of 1-4 byte keys packed little-endian."""
+    with np.errstate(over="ignore"):
+        k = _rotl(packed * _C1, 15) * _C2
+        h = np.where(lengths == 4, _rotl(k, 13) * np.uint32(5) + np.uint32(0xE6546B64), k)
+        h ^= lengths.astype(np.uint32)
+        h ^= h >> np.uint32(16)
+        h *= np.uint32(0x85EBCA6B)
+        h ^= h >> np.uint32(13)
+        h *= np.uint32(0xC2B2AE35)
+        h ^= h >> np.uint32(16)
+    return h.view(np.int32)
+
+
+def _ascii_word_counts(words: list[str]) -> sp.csr_matrix:
+    """The hasher's counts for ASCII words, in numpy: char_wb pads a word with spaces and takes every
+    n-gram for n = 2..4 that fits (a padded word shorter than n yields nothing more), so all keys are
+    1-4 bytes and hash in bulk."""
+    n_features = int(VECTORIZER["n_features"])
+    if not words:
+        return sp.csr_matrix((0, n_features))
+    padded = np.array([len(w) + 2 for w in words], dtype=np.int64)
+    buf = np.frombuffer("".join(f" {w} " for w in words).encode("ascii") + b"\0\0\0", dtype=np.uint8)
+    starts = np.cumsum(padded) - padded
+    rows, hashes = [], []
+    low, high = VECTORIZER["ngram_range"]
+    for n in range(low, high + 1):
+        counts = np.maximum(padded - n + 1, 0)
+        row = np.repeat(np.arange(len(words)), counts)
+        pos = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+        packed = np.zeros(len(pos), dtype=np.uint32)
+        for t in range(n):
+            packed |= buf[pos + t].astype(np.uint32) << np.uint32(8 * t)
+        rows.append(row)
+        hashes.append(_murmur3_short(packed, np.full(len(pos), n)))
+    cols = np.abs(np.concatenate(hashes).astype(np.int64)) % n_features
+    row_ids = np.concatenate(rows)
+    return sp.csr_matrix((np.ones(len(cols)), (row_ids, cols)), shape=(len(words), n_features))
 
 
 def featurize(texts: list[str]) -> sp.csr_matrix:
