@@ -1,7 +1,10 @@
 from datetime import UTC, datetime
 
+import pyarrow as pa
+
 from distillguard.schema import REQUEST_SIGNAL_SCHEMA, rows_to_batch
 from distillguard.signals import request_signals
+from distillguard.signals.base import DistinctCache
 
 
 def _event(i: int, **kw):
@@ -33,3 +36,39 @@ def test_request_signals_schema_and_nulls():
     assert first["template_id"] is not None and first["prompt_chars"] == 26 and first["output_ratio"] == 30.0
     assert second["language"] is None and second["template_id"] is None and second["prompt_chars"] is None
     assert second["is_rate_limited"] is True and first["is_rate_limited"] is False
+
+
+def test_distinct_cache_computes_each_value_once_and_stays_bounded():
+    calls: list[list] = []
+
+    def upper(values: list) -> list:
+        calls.append(values)
+        return [None if v is None else v.upper() for v in values]
+
+    cache = DistinctCache(upper, limit=3)
+    assert cache(["a", "b", "a", None]) == ["A", "B", "A", None]
+    assert cache(["b", None, "a"]) == ["B", None, "A"]
+    assert calls == [["a", "b", None]]  # the second call was served from the table
+    assert cache(["c", "d", "a"]) == ["C", "D", "A"]  # full: cleared, recomputed whole
+    assert calls[-1] == ["c", "d", "a"] and len(cache.results) == 3
+
+
+def test_signals_over_many_batches_equal_one_batch(sharegpt, items):
+    # Text signals remember results across batches; batch boundaries must not change any value.
+    prompts = (sharegpt[:300] + [f"Solve step by step and show your reasoning: {x}" for x in items]) * 2
+    rows = [
+        {
+            "request_id": f"r{i}",
+            "source_format": "test",
+            "start_time": datetime(2026, 3, 1, tzinfo=UTC),
+            "account_id": f"a{i % 7}",
+            "status": "success",
+            "user_text": p,
+            "content_present": True,
+        }
+        for i, p in enumerate(prompts)
+    ]
+    batch = rows_to_batch(rows)
+    whole = request_signals(batch)
+    parts = [request_signals(batch.slice(i, 97)) for i in range(0, batch.num_rows, 97)]
+    assert pa.Table.from_batches(parts).equals(pa.Table.from_batches([whole]))

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+import mmh3
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -47,6 +48,31 @@ def per_distinct(values: pa.Array, fn: Callable[[list[Any]], list[Any]], out_typ
     distinct = pc.unique(values)
     results = pa.array(fn(distinct.to_pylist()), type=out_type)
     return results.take(pc.index_in(values, value_set=distinct))
+
+
+class DistinctCache:
+    """`fn` over a list of values, remembered across batches under a 128-bit hash of each value.
+
+    Prompts recur across the batches of a long scan (wrappers, popular questions, retries), so a
+    text signal is computed once per prompt per scan rather than once per batch. `fn` must be
+    row-wise: its result for a value may not depend on the other values in the list. The table is
+    bounded; when full it is simply cleared.
+    """
+
+    def __init__(self, fn: Callable[[list[Any]], list[Any]], limit: int = 200_000) -> None:
+        self.fn = fn
+        self.limit = limit
+        self.results: dict[int | None, Any] = {}
+
+    def __call__(self, values: list[str | None]) -> list[Any]:
+        keys = [None if v is None else mmh3.hash128(v, 20260401) for v in values]
+        missing = {k: v for k, v in zip(keys, values, strict=True) if k not in self.results}
+        if len(self.results) + len(missing) > self.limit:
+            self.results = {}
+            missing = dict(zip(keys, values, strict=True))
+        if missing:
+            self.results.update(zip(missing, self.fn(list(missing.values())), strict=True))
+        return [self.results[k] for k in keys]
 
 
 def prompt_text(batch: pa.RecordBatch, with_system: bool = False) -> pa.Array:

@@ -22,7 +22,7 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import HashingVectorizer
 from sklearn.preprocessing import normalize
 
-from distillguard.signals.base import per_distinct, prompt_text
+from distillguard.signals.base import DistinctCache, per_distinct, prompt_text
 
 MODEL_DIR = Path(__file__).parent / "models"
 HEAD_CHARS = 600
@@ -189,6 +189,9 @@ def classify(texts: list[str | None]) -> list[dict[str, Any]]:
     return out
 
 
+_CAPABILITIES = DistinctCache(classify)
+
+
 class CapabilitySignal:
     """Signal: system + user prompt -> capability and its calibrated probability (null without text)."""
 
@@ -196,5 +199,5 @@ class CapabilitySignal:
     columns = pa.schema([("capability", pa.string()), ("capability_score", pa.float64())])
 
     def transform(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        found = per_distinct(prompt_text(batch, with_system=True), classify, pa.struct(self.columns))
+        found = per_distinct(prompt_text(batch, with_system=True), _CAPABILITIES, pa.struct(self.columns))
         return pa.RecordBatch.from_struct_array(found)

