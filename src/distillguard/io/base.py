@@ -474,6 +474,13 @@ def resolve_client_ip(
     """
     if not trusted:
         return _normalise_ip(peer) if peer and peer.strip() else None
+    return _resolve_behind_proxies(forwarded_for, peer, tuple(trusted))
+
+
+@functools.lru_cache(maxsize=65_536)  # (header, peer) pairs repeat per client and proxy hop
+def _resolve_behind_proxies(
+    forwarded_for: str | None, peer: str | None, trusted: tuple[IPNetwork, ...]
+) -> str | None:
     hops = [h.strip() for h in (forwarded_for or "").split(",") if h.strip()]
     chain = [*hops, peer.strip()] if peer and peer.strip() else hops
     for hop in reversed(chain):

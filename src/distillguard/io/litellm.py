@@ -71,6 +71,13 @@ def _mapping(value: Any) -> Mapping[str, Any]:
     return value if is_mapping(value) else {}
 
 
+# The account: the key's user, else its team, else its org, else the key hash (with reject field names).
+_ACCOUNT_KEYS = tuple(
+    (key, f"metadata.{key}")
+    for key in ("user_api_key_user_id", "user_api_key_team_id", "user_api_key_org_id", "user_api_key_hash")
+)
+
+
 def payload_to_event(p: Mapping[str, Any], options: ReadOptions) -> dict[str, Any]:
     """Map one StandardLoggingPayload to a canonical event row."""
     return dict(zip(EVENT_COLUMNS, _event_values(p, options, as_time), strict=True))
@@ -86,8 +93,8 @@ def _event_values(
     if not is_mapping(md):
         raise RecordError("metadata", "expected an object")
     account = None
-    for key in ("user_api_key_user_id", "user_api_key_team_id", "user_api_key_org_id", "user_api_key_hash"):
-        account = as_str(md.get(key), f"metadata.{key}")
+    for key, fld in _ACCOUNT_KEYS:
+        account = as_str(md.get(key), fld)
         if account:
             break
     headers = _lower_keys(md.get("requester_custom_headers"))  # once per row: read three times below
@@ -135,11 +142,11 @@ def _event_values(
         as_int(p.get("prompt_tokens"), "prompt_tokens"),  # prompt_tokens
         as_int(p.get("completion_tokens"), "completion_tokens"),  # completion_tokens
         as_int(  # reasoning_tokens
-            dig(usage, "completion_tokens_details.reasoning_tokens"),
+            dig(usage, "completion_tokens_details.reasoning_tokens") if usage else None,
             "metadata.usage_object.completion_tokens_details.reasoning_tokens",
         ),
         as_int(  # cached_tokens
-            dig(usage, "prompt_tokens_details.cached_tokens"),
+            dig(usage, "prompt_tokens_details.cached_tokens") if usage else None,
             "metadata.usage_object.prompt_tokens_details.cached_tokens",
         ),
         as_float(params.get("temperature"), "model_parameters.temperature"),  # temperature
