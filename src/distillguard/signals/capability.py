@@ -63,10 +63,12 @@ class _WordFeatures:
     def counts(self, texts: list[str]) -> sp.csr_matrix:
         """Raw hashed counts per text; texts are already lower-cased and clipped."""
         docs = [t.split() for t in texts]  # the vectorizer's split: whitespace runs
-        new = list(dict.fromkeys(w for words in docs for w in words if w not in self.index))
+        words = [w for doc in docs for w in doc]
+        distinct = dict.fromkeys(words)
+        new = [w for w in distinct if w not in self.index]
         if len(self.index) + len(new) > self.limit:
             self.index, self.matrix = {}, sp.csr_matrix((0, VECTORIZER["n_features"]))
-            new = list(dict.fromkeys(w for words in docs for w in words))
+            new = list(distinct)
         if new:
             ascii_words = [w for w in new if w.isascii()]
             other = [w for w in new if not w.isascii()]
@@ -75,8 +77,7 @@ class _WordFeatures:
             self.matrix = sp.vstack([self.matrix, *hashed], format="csr")
             new = ascii_words + other
             self.index.update(zip(new, range(len(self.index), len(self.index) + len(new)), strict=True))
-        index = self.index
-        ids = np.fromiter((index[w] for words in docs for w in words), dtype=np.int64)
+        ids = np.array(list(map(self.index.__getitem__, words)), dtype=np.int64)
         indptr = np.cumsum([0, *map(len, docs)], dtype=np.int64)
         shape = (len(texts), self.matrix.shape[0])
         return sp.csr_matrix(sp.csr_matrix((np.ones(len(ids)), ids, indptr), shape=shape) @ self.matrix)
