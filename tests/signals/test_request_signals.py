@@ -46,6 +46,9 @@ def test_distinct_cache_computes_each_value_once_and_stays_bounded():
         return [None if v is None else v.upper() for v in values]
 
     cache = DistinctCache(upper, limit=3)
+    assert cache(["\ud800"]) == ["\ud800".upper()]  # a lone surrogate is a value like any other
+    cache.results.clear()
+    calls.clear()
     assert cache(["a", "b", "a", None]) == ["A", "B", "A", None]
     assert cache(["b", None, "a"]) == ["B", None, "A"]
     assert calls == [["a", "b", None]]  # the second call was served from the table

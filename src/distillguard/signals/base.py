@@ -50,6 +50,9 @@ def per_distinct(values: pa.Array, fn: Callable[[list[Any]], list[Any]], out_typ
     return results.take(pc.index_in(values, value_set=distinct))
 
 
+_SEED = 20260401
+
+
 class DistinctCache:
     """`fn` over a list of values, remembered across batches under a 128-bit hash of each value.
 
@@ -65,7 +68,10 @@ class DistinctCache:
         self.results: dict[int | None, Any] = {}
 
     def __call__(self, values: list[str | None]) -> list[Any]:
-        keys = [None if v is None else mmh3.hash128(v, 20260401) for v in values]
+        # Hashed as bytes: mmh3 crashes on a str holding a lone surrogate, which JSON can spell.
+        keys = [
+            None if v is None else mmh3.hash128(v.encode("utf-8", "surrogatepass"), _SEED) for v in values
+        ]
         missing = {k: v for k, v in zip(keys, values, strict=True) if k not in self.results}
         if len(self.results) + len(missing) > self.limit:
             self.results = {}
