@@ -96,9 +96,12 @@ class Reason:
 
     @property
     def text(self) -> str:
+        name = FEATURE_TEXT.get(self.feature, self.feature)
+        if self.benign_low <= self.value <= self.benign_high:
+            return f"{name} {self.value:.3g} (within benign {self.benign_low:.3g}-{self.benign_high:.3g})"
         side = "above" if self.value > self.benign_high else "below"
         bound = self.benign_high if side == "above" else self.benign_low
-        return f"{FEATURE_TEXT.get(self.feature, self.feature)} {self.value:.3g} ({side} benign {bound:.3g})"
+        return f"{name} {self.value:.3g} ({side} benign {bound:.3g})"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -171,6 +174,13 @@ class RiskModel:
             weight = float(self.importance_[i] * min(1.0 + excess, 5.0))
             if weight > 0:
                 out.append(Reason(name, float(v), float(lo), float(hi), weight))
+        if not out:
+            # Inside every benign range yet scored high: the combination decided, so name the
+            # features the model leans on most, with this account's values.
+            for i in np.argsort(-self.importance_)[:3]:
+                if not np.isnan(x[i]):
+                    lo, hi = float(self.benign_low_[i]), float(self.benign_high_[i])
+                    out.append(Reason(FEATURES[i], float(x[i]), lo, hi, float(self.importance_[i])))
         return sorted(out, key=lambda r: -r.weight)[:top]
 
     def save(self, path: Path = DEFAULT_MODEL, meta: dict[str, Any] | None = None) -> None:
