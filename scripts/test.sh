@@ -22,6 +22,9 @@ fi
 python -m pip install -q --upgrade pip
 python -m pip install -q -e '.[test]'
 
+# LiteLLM would fetch its model cost map at import; offline, use the copy it ships.
+export LITELLM_LOCAL_MODEL_COST_MAP=True
+
 ruff check src tests bench
 ruff format --check src tests bench
 mypy
