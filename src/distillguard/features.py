@@ -119,17 +119,19 @@ def account_features(events: ir.Table, signals: ir.Table, accounts: ir.Table) ->
     # Cross-account context: how many accounts share each template, prefix and model's release time.
     tpl = r.group_by("template_id").agg(tpl_accounts=r.account_id.nunique())
     pfx = r.group_by("ip_prefix").agg(pfx_accounts=r.account_id.nunique())
-    t0 = r.ts.min()
     mdl = r.group_by("model_requested").agg(model_first=r.ts.min())
+    # The window's start is taken from `mdl` itself: a reduction of `r` bound here would be rebound
+    # to the joined table below and compare each model with its own first use.
+    mdl = mdl.mutate(model_released=mdl.model_first > mdl.model_first.min() + _DAY)
     r = (
         r.left_join(tpl, "template_id")
         .left_join(pfx, "ip_prefix")
         .left_join(mdl, "model_requested")
-        .select(r, "tpl_accounts", "pfx_accounts", "model_first")
+        .select(r, "tpl_accounts", "pfx_accounts", "model_first", "model_released")
     )
     # A model first seen a day or more into the window was released during it.
     r = r.mutate(
-        new_model_early=(r.model_first > t0 + _DAY) & (r.ts - r.model_first < _DAY),
+        new_model_early=r.model_released & (r.ts - r.model_first < _DAY),
         gap=r.ts - r.ts.lag().over(group_by=r.account_id, order_by=r.ts),
         day=(r.ts / _DAY).floor(),
         hour=r.start_time.hour(),
