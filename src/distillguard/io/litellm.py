@@ -83,6 +83,11 @@ def payload_to_event(p: Mapping[str, Any], options: ReadOptions) -> dict[str, An
     return dict(zip(EVENT_COLUMNS, _event_values(p, options, as_time), strict=True))
 
 
+def payload_to_tuple(p: Mapping[str, Any], options: ReadOptions) -> tuple[Any, ...]:
+    """One StandardLoggingPayload as a row tuple in EVENT_SCHEMA order (times in epoch us)."""
+    return _event_values(p, options, as_time_us)
+
+
 def _event_values(
     p: Mapping[str, Any], options: ReadOptions, time: Callable[[Any, str], Any]
 ) -> tuple[Any, ...]:

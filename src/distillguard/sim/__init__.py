@@ -19,15 +19,23 @@ from typing import Any
 
 import numpy as np
 
-from distillguard.sim.campaigns import CAMPAIGNS, make_actors
+from distillguard.sim.campaigns import CAMPAIGNS, Actor, make_actors
 from distillguard.sim.core import Account, Ctx, Exchange
 from distillguard.sim.intel import write_intel
 from distillguard.sim.populations import POPULATIONS
-from distillguard.sim.writer import write_accounts, write_end_user_truth, write_logs, write_truth
+from distillguard.sim.writer import (
+    end_user_labels,
+    write_accounts,
+    write_end_user_truth,
+    write_logs,
+    write_truth,
+)
 
 # `mixed`: every population and campaign; `benign`: no campaign; a strategy name: benign plus that one.
 SCENARIOS: tuple[str, ...] = ("mixed", "benign", *CAMPAIGNS)
 SCALES: dict[str, float] = {"small": 1.0, "medium": 20.0}
+# Named scales that are not a multiplier of `small` (see `sim.large`).
+SHARDED_SCALES = ("anthropic",)
 
 
 def _scale(scale: str | float) -> float:
@@ -43,39 +51,38 @@ def _scale(scale: str | float) -> float:
     return float(scale)
 
 
-def simulate(
-    scenario: str = "mixed",
-    seed: int = 1,
-    scale: str | float = "small",
-    out: Path = Path("sim-out"),
-    metadata_only: bool = False,
-) -> dict[str, Any]:
-    """Generate one scenario into `out`; returns counts and the paths written."""
+def strategies(scenario: str) -> list[str]:
+    """The campaign strategies a scenario runs."""
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; choose from {', '.join(SCENARIOS)}")
-    ctx = Ctx(rng=np.random.default_rng(seed), scale=_scale(scale))
+    return [] if scenario == "benign" else list(CAMPAIGNS) if scenario == "mixed" else [scenario]
+
+
+def generate(
+    benign: Ctx, campaign: Ctx, run: list[str], actors: dict[str, Actor] | None = None
+) -> tuple[list[Account], list[Exchange], dict[str, Actor]]:
+    """Every benign population (sized by `benign`) and the `run` campaigns (sized by `campaign`),
+    exchanges in time order. The two contexts may be one, or share a random stream; actors are
+    made from `campaign` after the populations unless given (shards share one set)."""
     accounts: list[Account] = []
     exchanges: list[Exchange] = []
-    for generate in POPULATIONS.values():
-        a, e = generate(ctx)
+    for population in POPULATIONS.values():
+        a, e = population(benign)
         accounts += a
         exchanges += e
-    actors = make_actors(ctx)
-    strategies = [] if scenario == "benign" else list(CAMPAIGNS) if scenario == "mixed" else [scenario]
-    for strategy in strategies:
-        actor, generate_campaign = CAMPAIGNS[strategy]
-        a, e = generate_campaign(ctx, actors[actor])
+    if actors is None:
+        actors = make_actors(campaign)
+    for strategy in run:
+        actor, campaign_of = CAMPAIGNS[strategy]
+        a, e = campaign_of(campaign, actors[actor])
         accounts += a
         exchanges += e
     exchanges.sort(key=lambda x: x.t)
+    return accounts, exchanges, actors
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    logs = out / "logs.jsonl.gz"
-    n = write_logs(logs, exchanges, ctx.rng, metadata_only)
-    write_accounts(out / "accounts.csv", accounts)
-    write_truth(out / "truth.csv", accounts)
-    write_end_user_truth(out / "end_user_truth.csv", exchanges)
+
+def decoy_prefixes(exchanges: list[Exchange]) -> list[str]:
+    """The university NAT's first /24: the decoy indicator of the intel overlaps this benign population."""
     nat = sorted(
         {
             str(ipaddress.ip_network(f"{x.ip}/24", strict=False))
@@ -83,7 +90,34 @@ def simulate(
             if x.account.population == "university_nat"
         }
     )
-    intel = write_intel(ctx, out / "intel", actors, nat[:1])
+    return nat[:1]
+
+
+def simulate(
+    scenario: str = "mixed",
+    seed: int = 1,
+    scale: str | float = "small",
+    out: Path = Path("sim-out"),
+    metadata_only: bool = False,
+) -> dict[str, Any]:
+    """Generate one scenario into `out`; returns counts and the paths written.
+
+    `scale="anthropic"` writes the 16M-exchange scenario as canonical Parquet shards (`sim.large`).
+    """
+    if scale == "anthropic":
+        from distillguard.sim.large import ANTHROPIC, simulate_sharded
+
+        return simulate_sharded(scenario, seed, out, ANTHROPIC, metadata_only)
+    ctx = Ctx(rng=np.random.default_rng(seed), scale=_scale(scale))
+    accounts, exchanges, actors = generate(ctx, ctx, strategies(scenario))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    logs = out / "logs.jsonl.gz"
+    n = write_logs(logs, exchanges, ctx.rng, metadata_only)
+    write_accounts(out / "accounts.csv", accounts)
+    write_truth(out / "truth.csv", accounts)
+    write_end_user_truth(out / "end_user_truth.csv", end_user_labels(exchanges))
+    intel = write_intel(ctx, out / "intel", actors, decoy_prefixes(exchanges))
     distillers = [a for a in accounts if a.label == "distiller"]
     return {
         "scenario": scenario,
@@ -102,4 +136,4 @@ def simulate(
     }
 
 
-__all__ = ["SCALES", "SCENARIOS", "simulate"]
+__all__ = ["SCALES", "SCENARIOS", "SHARDED_SCALES", "generate", "simulate", "strategies"]

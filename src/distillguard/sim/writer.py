@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import gzip
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from distillguard.sim.core import Account, Exchange
 from distillguard.sim.populations import MODELS, REASONING_MODELS
 
 TRUTH_COLUMNS = ("account_id", "label", "campaign_id", "actor", "capability", "population")
+END_USER_COLUMNS = ("account_id", "end_user_id", "label", "campaign_id")
 ACCOUNT_COLUMNS = (
     "account_id",
     "created_at",
@@ -170,33 +171,25 @@ def write_logs(
     return n
 
 
-def write_accounts(path: Path, accounts: list[Account]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh, lineterminator="\n")
-        w.writerow(ACCOUNT_COLUMNS)
-        for a in accounts:
-            w.writerow(
-                [
-                    a.account_id,
-                    iso(a.created_at),
-                    a.email_domain,
-                    a.payment_fingerprint,
-                    a.country,
-                    a.account_type,
-                    str(a.verified).lower(),
-                ]
-            )
+def account_rows(accounts: Iterable[Account]) -> Iterator[list[str]]:
+    for a in accounts:
+        yield [
+            a.account_id,
+            iso(a.created_at),
+            a.email_domain,
+            a.payment_fingerprint,
+            a.country,
+            a.account_type,
+            str(a.verified).lower(),
+        ]
 
 
-def write_truth(path: Path, accounts: list[Account]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh, lineterminator="\n")
-        w.writerow(TRUTH_COLUMNS)
-        for a in accounts:
-            w.writerow([a.account_id, a.label, a.campaign_id, a.actor, a.capability, a.population])
+def truth_rows(accounts: Iterable[Account]) -> Iterator[list[str]]:
+    for a in accounts:
+        yield [a.account_id, a.label, a.campaign_id, a.actor, a.capability, a.population]
 
 
-def write_end_user_truth(path: Path, exchanges: list[Exchange]) -> None:
+def end_user_labels(exchanges: Iterable[Exchange]) -> dict[tuple[str, str], tuple[str, str]]:
     """Which end users of shared accounts are distilling (a reseller's account is not all one thing)."""
     rows: dict[tuple[str, str], tuple[str, str]] = {}
     for ex in exchanges:
@@ -204,8 +197,24 @@ def write_end_user_truth(path: Path, exchanges: list[Exchange]) -> None:
             rows[(ex.account.account_id, ex.end_user)] = (
                 ("distiller", ex.account.campaign_id) if ex.distilling else ("benign", "")
             )
+    return rows
+
+
+def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
     with path.open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh, lineterminator="\n")
-        w.writerow(("account_id", "end_user_id", "label", "campaign_id"))
-        for (acct, user), (label, campaign) in sorted(rows.items()):
-            w.writerow([acct, user, label, campaign])
+        w.writerow(header)
+        w.writerows(rows)
+
+
+def write_accounts(path: Path, accounts: list[Account]) -> None:
+    write_csv(path, ACCOUNT_COLUMNS, account_rows(accounts))
+
+
+def write_truth(path: Path, accounts: list[Account]) -> None:
+    write_csv(path, TRUTH_COLUMNS, truth_rows(accounts))
+
+
+def write_end_user_truth(path: Path, rows: dict[tuple[str, str], tuple[str, str]]) -> None:
+    """`end_user_labels` as a CSV, sorted."""
+    write_csv(path, END_USER_COLUMNS, ([a, u, label, c] for (a, u), (label, c) in sorted(rows.items())))
