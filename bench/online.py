@@ -38,19 +38,18 @@ import pyarrow as pa
 from rich.console import Console
 from rich.table import Table
 
+from distillguard.bench.replay import replay_campaigns, signal_lookup
 from distillguard.io import ReadOptions, RejectSink, read_events
 from distillguard.io.accounts import read_accounts
 from distillguard.online.decide import OnlineDetector
 from distillguard.online.service import KEY_HEADER
-from distillguard.policy import Policy
-from distillguard.schema import EVENT_SCHEMA, VERDICTS
+from distillguard.schema import EVENT_SCHEMA
 from distillguard.score import RiskModel
 from distillguard.signals import request_signals
 from distillguard.sim import simulate
 
 OUT = Path(__file__).parent / "results" / "online.json"
 SECRET = "bench-secret"
-FLAGGED = set(VERDICTS[VERDICTS.index("throttle") :])
 
 
 def _pct(samples: list[float]) -> dict[str, float]:
@@ -201,47 +200,16 @@ def litellm_proxy(tmp: Path, guardrail: bool, n: int) -> dict[str, Any]:
         log.close()
 
 
-def replay_campaigns(
-    sim: Path, events: list[dict[str, Any]], model: RiskModel, accounts: dict[str, Any]
-) -> dict:
+def replay(sim: Path, events: list[dict[str, Any]], model: RiskModel, accounts: dict[str, Any]) -> dict:
     """Share of each campaign's exchanges seen before its first account is flagged (throttle or stricter)."""
     with (sim / "truth.csv").open() as fh:
         campaign_of = {r["account_id"]: r["campaign_id"] for r in csv.DictReader(fh) if r["campaign_id"]}
     t = time.perf_counter()
     table = pa.Table.from_pylist(events, schema=EVENT_SCHEMA)
-    sig = {
-        r["request_id"]: r
-        for b in table.to_batches(max_chunksize=5000)
-        for r in request_signals(b).to_pylist()
-    }
+    rows = [r for b in table.to_batches(max_chunksize=5000) for r in request_signals(b).to_pylist()]
     signals_s = time.perf_counter() - t
-
-    def lookup(batch: pa.RecordBatch) -> pa.RecordBatch:
-        return pa.RecordBatch.from_pylist([sig[r] for r in batch.column("request_id").to_pylist()])
-
-    policy = Policy.load()
-    det = OnlineDetector(model, policy=policy, accounts=accounts, signals=lookup)
-    seen: dict[str, int] = {}
-    flagged_at: dict[str, int] = {}
-    t = time.perf_counter()
-    for e in events:
-        d = det.decide(e)
-        camp = campaign_of.get(e["account_id"])
-        if camp is None:
-            continue
-        seen[camp] = seen.get(camp, 0) + 1
-        if camp not in flagged_at and d.raw_verdict in FLAGGED:
-            flagged_at[camp] = seen[camp]
-    replay_s = time.perf_counter() - t
-    per = {
-        c: {
-            "exchanges": seen[c],
-            "seen_before_flag": flagged_at.get(c),
-            "share_before_flag": (flagged_at[c] / seen[c]) if c in flagged_at else None,
-        }
-        for c in sorted(seen)
-    }
-    return {"campaigns": per, "signals_s": signals_s, "replay_s": replay_s, "events": len(events)}
+    replayed = replay_campaigns(events, campaign_of, model, accounts, signal_lookup(rows))
+    return {**replayed, "signals_s": signals_s}
 
 
 def main() -> None:
@@ -274,7 +242,7 @@ def main() -> None:
                 "without_guardrail": litellm_proxy(tmp, False, args.proxy_requests),
                 "with_guardrail": litellm_proxy(tmp, True, args.proxy_requests),
             },
-            "replay": replay_campaigns(tmp / "sim", events, model, accounts),
+            "replay": replay(tmp / "sim", events, model, accounts),
         }
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(results, indent=2))
