@@ -161,7 +161,7 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=50, help="Flagged accounts the analyst reviews per scan.")
     ap.add_argument("--out", type=Path, default=Path("bench/results/labels.json"))
     args = ap.parse_args()
-    console = Console()
+    console = Console(width=max(Console().width, 150))
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in (int(s) for s in args.seeds.split(",")):
