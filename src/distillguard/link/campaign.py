@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 import ibis
+import numpy as np
 import orjson
 import pyarrow as pa
 from ibis import _
@@ -30,6 +31,7 @@ from distillguard.link.communities import (
     suspicious_subgraph,
 )
 from distillguard.link.edges import EdgeParams, event_nodes, split_node
+from distillguard.schema import CAPABILITIES
 
 ASSIGNMENT_SCHEMA = pa.schema(
     [
@@ -104,6 +106,7 @@ def find_campaigns(
     lift_full: float = 1.0,
     kind_weights: Mapping[str, float] = KIND_WEIGHTS,
     router_min_end_users: int = EdgeParams.router_min_end_users,
+    min_similarity: float = 0.5,
 ) -> LinkResult:
     """Cluster linked suspicious nodes into campaigns; summarise them when events/signals are given.
 
@@ -124,7 +127,12 @@ def find_campaigns(
     campaigns: list[Campaign] = []
     lifted = dict(node_score)
     membership: dict[str, str] = {}
-    for members in average_linkage(graph, ties, link_min, merge_min):
+    profiles = (
+        capability_profiles(events, signals, router_min_end_users)
+        if events is not None and signals is not None and min_similarity > 0
+        else {}
+    )
+    for members in average_linkage(graph, ties, link_min, merge_min, profiles, min_similarity):
         member_scores = sorted((seed_score[n] for n in members), reverse=True)
         half = (len(member_scores) + 1) // 2
         strength = sum(member_scores[:half]) / half
@@ -144,6 +152,21 @@ def find_campaigns(
     if events is not None and signals is not None and campaigns:
         _summarise(campaigns, membership, events, signals, accounts, router_min_end_users)
     return LinkResult(campaigns, _assignments(node_score, lifted, membership))
+
+
+def capability_profiles(events: Table, signals: Table, router_min_end_users: int) -> dict[str, np.ndarray]:
+    """Per graph node, its requests counted by predicted capability (nodes without text get none)."""
+    ev = event_nodes(events, router_min_end_users).select("request_id", "node")
+    sig = signals.filter(signals.capability.notnull()).select("request_id", "capability")
+    t = ev.join(sig, "request_id")
+    agg = t.group_by(["node", "capability"]).aggregate(n=_.count()).to_pyarrow()
+    index = {c: i for i, c in enumerate(CAPABILITIES)}
+    out: dict[str, np.ndarray] = {}
+    rows = zip(agg["node"].to_pylist(), agg["capability"].to_pylist(), agg["n"].to_pylist(), strict=True)
+    for node, cap, n in rows:
+        if cap in index:
+            out.setdefault(node, np.zeros(len(CAPABILITIES)))[index[cap]] = n
+    return out
 
 
 def _lift_tie(node: str, members: set[str], ties: Mapping[tuple[str, str], Tie], rule: AttachRule) -> float:

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import networkx as nx
+import numpy as np
 import pyarrow as pa
 
 # How much one unit of edge weight of each kind counts when kinds are summed into one graph weight.
@@ -134,19 +135,46 @@ def _attaches(links: list[tuple[str, Tie]], total: float, suspicious: set[str], 
     return len(strong) >= rule.min_ties
 
 
+def similar(a: np.ndarray | None, b: np.ndarray | None, min_similarity: float) -> bool:
+    """Whether two capability profiles (request counts per capability) may be one campaign: cosine
+    similarity >= `min_similarity`; a node without a profile (metadata-only logs) fits any."""
+    if a is None or b is None or min_similarity <= 0:
+        return True
+    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
+    return na == 0 or nb == 0 or float(a @ b) / (na * nb) >= min_similarity
+
+
 def average_linkage(
-    graph: nx.Graph, ties: Mapping[tuple[str, str], Tie], link_min: float, merge_min: float
+    graph: nx.Graph,
+    ties: Mapping[tuple[str, str], Tie],
+    link_min: float,
+    merge_min: float,
+    profiles: Mapping[str, np.ndarray] | None = None,
+    min_similarity: float = 0.0,
 ) -> list[set[str]]:
     """Campaigns: cores (components of ties >= `link_min`: shared payment, a sign-up burst) merged greedily
     while the mean tie over all node pairs of two groups reaches `merge_min`, largest first.
 
     Average linkage has no resolution limit: two small campaigns of one actor that share servers stay
     apart however big a third campaign is, which modularity-based methods (Louvain) cannot promise.
+    With `profiles`, neither a core edge nor a merge joins nodes or groups whose capability profiles
+    differ (`similar`): an actor's servers are shared by all its campaigns, what each harvests is not.
     """
+    profiles = profiles or {}
     strong = nx.Graph()
     strong.add_nodes_from(graph)
-    strong.add_edges_from((a, b) for a, b, w in graph.edges(data="weight") if w >= link_min)
+    strong.add_edges_from(
+        (a, b)
+        for a, b, w in graph.edges(data="weight")
+        if w >= link_min and similar(profiles.get(a), profiles.get(b), min_similarity)
+    )
     groups = {i: set(c) for i, c in enumerate(sorted(nx.connected_components(strong), key=min))}
+
+    def profile(group: set[str]) -> np.ndarray | None:
+        found = [profiles[n] for n in group if n in profiles]
+        return np.sum(found, axis=0) if found else None
+
+    group_profile = {i: profile(g) for i, g in groups.items()}
     group_of = {n: i for i, c in groups.items() for n in c}
     between: dict[int, dict[int, float]] = defaultdict(lambda: defaultdict(float))
     for (a, b), tie in ties.items():
@@ -169,7 +197,12 @@ def average_linkage(
             continue
         if abs(-neg - between[i][j] / (len(groups[i]) * len(groups[j]))) > 1e-12:
             continue  # stale: one side grew since this entry was pushed
+        if not similar(group_profile[i], group_profile[j], min_similarity):
+            continue
         groups[i] |= groups.pop(j)
+        pj = group_profile.pop(j)
+        pi = group_profile[i]
+        group_profile[i] = pj if pi is None else pi if pj is None else pi + pj
         for k, w in between.pop(j).items():
             del between[k][j]
             if k != i:
