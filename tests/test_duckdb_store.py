@@ -56,3 +56,19 @@ def test_upsert_accounts_newest_file_wins(tmp_path: Path) -> None:
     rows = {r["account_id"]: r for r in store.accounts.to_pyarrow().to_pylist()}
     assert len(rows) == 2
     assert rows["u1"]["email_domain"] == "new.com"
+
+
+def test_every_event_gets_request_signals_across_batches(tmp_path: Path) -> None:
+    # Signals are computed batch by batch while being inserted; an earlier version streamed the
+    # work list on the inserting connection and silently stopped after the first batch.
+    from distillguard.pipeline import compute_request_signals
+    from distillguard.store import REQUEST_SIGNALS
+
+    store = Store(tmp_path / "s.duckdb")
+    store.append_events([_events([f"r{i:04d}" for i in range(250)])])
+    assert compute_request_signals(store, batch_rows=40) == 250
+    signals = store.con.table(REQUEST_SIGNALS)
+    assert signals.count().execute() == 250
+    assert signals.request_id.nunique().execute() == 250
+    assert compute_request_signals(store, batch_rows=40) == 0  # a re-run has nothing left to do
+    store.close()

@@ -93,9 +93,13 @@ def compute_request_signals(store: Store, batch_rows: int = 20_000) -> int:
     todo = store.events.anti_join(con.table(REQUEST_SIGNALS), "request_id")
     total = int(todo.count().execute())
     done = 0
+    # The anti-join is streamed through a cursor of its own: on the connection that inserts, DuckDB
+    # closes a pending result at the next query, which ended the stream after its first batch and
+    # left every later event without signals.
+    reader = con.con.cursor().execute(str(con.compile(todo))).fetch_record_batch(batch_rows)
     with progress() as bar:
         task = bar.add_task("signals", total=total)
-        for batch in todo.to_pyarrow_batches(chunk_size=batch_rows):
+        for batch in reader:
             out = request_signals(batch)
             con.insert(REQUEST_SIGNALS, pa.Table.from_batches([out]))
             done += batch.num_rows
