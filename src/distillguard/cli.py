@@ -155,7 +155,7 @@ def demo(out: Annotated[Path, typer.Option(help="Output folder.")] = Path("demo-
 def train(
     seeds: Annotated[
         str, typer.Option(help="Comma-separated training seeds (keep them apart from bench seeds).")
-    ] = "101,102,103,104",
+    ] = "101,102,103,104,105,106,107,108,109,110",
     scale: Annotated[str, typer.Option(help="Simulation scale per seed.")] = "small",
     out: Annotated[
         Path | None, typer.Option(help="Model file (default: the one shipped in the package).")

@@ -23,7 +23,7 @@ from distillguard.pipeline import prepare
 from distillguard.score import DEFAULT_MODEL, RiskModel, feature_matrix
 from distillguard.store import Store
 
-TRAIN_SEEDS = (101, 102, 103, 104)
+TRAIN_SEEDS = tuple(range(101, 111))
 
 
 def training_set(
