@@ -4,6 +4,11 @@ Run: `uvicorn --factory distillguard.online.service:app_from_env --host 127.0.0.
 with DISTILLGUARD_SECRET set (callers send it in the `X-DistillGuard-Key` header) and the
 detector's DISTILLGUARD_* variables (see `decide.detector_from_env`).
 
+Mutual TLS, so only the gateway's workers can reach it, is uvicorn's own: add
+`--ssl-certfile server.pem --ssl-keyfile server.pem --ssl-ca-certs gateway-ca.pem --ssl-cert-reqs 2`
+and a client without a certificate from that CA is refused in the handshake
+(tests/online/test_service_mtls.py runs exactly this). The shared secret is still checked.
+
 The service stores no prompt text: events fold into numeric state and logs carry ids, verdicts
 and timings only (DISTILLGUARD_LOG_PROMPTS=1 adds the prompt to the decision log line).
 Bodies over `max_body_bytes` are refused with 413. The caller's address in the logs is resolved
