@@ -19,6 +19,9 @@ class Policy:
     monitor_only: bool = False
     allowlist: frozenset[str] = frozenset()
     actions: dict[str, list[str]] = field(default_factory=dict)
+    # A throttled account keeps this many requests a minute, in bursts of at most `throttle_burst`.
+    throttle_per_minute: float = 6.0
+    throttle_burst: float = 3.0
 
     @classmethod
     def load(cls, path: Path | None = None) -> Policy:
@@ -31,8 +34,17 @@ class Policy:
         unknown = set(thresholds) - set(VERDICTS)
         if unknown:
             raise ValueError(f"{path}: thresholds: unknown verdicts {sorted(unknown)}; use {VERDICTS[1:]}")
+        rate = raw.get("throttle_rate") or {}
+        try:
+            per_minute, burst = float(rate.get("per_minute", 6.0)), float(rate.get("burst", 3.0))
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"{path}: throttle_rate: per_minute and burst must be numbers") from exc
+        if per_minute <= 0 or burst < 1:
+            raise ValueError(f"{path}: throttle_rate: per_minute must be > 0 and burst >= 1")
         return cls(
             thresholds=thresholds,
+            throttle_per_minute=per_minute,
+            throttle_burst=burst,
             monitor_only=bool(raw.get("monitor_only", False)),
             allowlist=frozenset(str(a) for a in raw.get("allowlist") or ()),
             actions={str(k): list(v or []) for k, v in (raw.get("actions") or {}).items()},

@@ -17,7 +17,7 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,9 @@ class Decision:
     # The verdict the risk earns before the allowlist and monitor-only mode (for the logs).
     raw_verdict: str = "allow"
     state_error: bool = False
+    # Under a throttle verdict: 0 when this request fits the account's rate (and "throttle" is not
+    # among the actions), else the seconds until it would (the gateway's Retry-After).
+    retry_after_s: float = 0.0
 
     @property
     def blocked(self) -> bool:
@@ -141,7 +144,8 @@ class OnlineDetector:
         if st is None or st.risk is None:
             return self._decision(event, "allow", 0.0, [])
         policy = self.policy
-        return self._decision(event, policy.verdict(account, st.risk), st.risk, st.reasons, policy=policy)
+        decision = self._decision(event, policy.verdict(account, st.risk), st.risk, st.reasons, policy=policy)
+        return self._meter(decision, event, policy) if "throttle" in decision.actions else decision
 
     def observe(self, event: Mapping[str, Any]) -> None:
         """Fold a completed exchange into state (the logging hook); never raises on a store outage."""
@@ -196,6 +200,20 @@ class OnlineDetector:
         st.scored_n = st.n
         raw = self.policy.raw_verdict(st.risk)
         st.reasons = [r.to_dict() for r in self.model.reasons(x)] if raw != "allow" else []
+
+    def _meter(self, decision: Decision, event: Mapping[str, Any], policy: Policy) -> Decision:
+        """Admit a throttled account's request while its token bucket allows (the rate is kept, not cut)."""
+        # The request's own time keeps replays exact; a bare lookup without one uses the clock.
+        now = online_features.epoch(event["start_time"]) if event.get("start_time") else time.time()
+        per_s = policy.throttle_per_minute / 60.0
+        state_error = False
+        try:
+            wait = self.state.take_token(decision.account_id, per_s, policy.throttle_burst, now)
+        except StateUnavailable:  # fail open or closed, as for the rest of the state
+            state_error = True
+            wait = 0.0 if self.on_state_error == "allow" else 1.0 / per_s
+        actions = decision.actions if wait > 0 else [a for a in decision.actions if a != "throttle"]
+        return replace(decision, actions=actions, retry_after_s=round(wait, 3), state_error=state_error)
 
     def _decision(
         self,

@@ -17,6 +17,7 @@ batch LiteLLM reader reads, once usage and status are known.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from typing import Any
@@ -102,4 +103,9 @@ def _enforce(decision: Decision) -> None:
     if "step_up_verification" in decision.actions:
         raise HTTPException(status_code=403, detail={**detail, "message": "identity verification required"})
     if "throttle" in decision.actions:
-        raise HTTPException(status_code=429, detail={**detail, "message": "rate limited by policy"})
+        wait = max(1, math.ceil(decision.retry_after_s))
+        raise HTTPException(
+            status_code=429,
+            detail={**detail, "message": "rate limited by policy", "retry_after_s": decision.retry_after_s},
+            headers={"Retry-After": str(wait)},
+        )

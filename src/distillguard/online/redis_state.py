@@ -28,6 +28,26 @@ if (not v) or tonumber(ARGV[1]) < tonumber(v) then
 end
 return v
 """
+# `state.bucket_take` in Lua, atomic per key: KEYS[1] holds "tokens last"; returns the wait as a string.
+_BUCKET_SCRIPT = """
+local per_s, burst, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local v = redis.call('GET', KEYS[1])
+local tokens, last = burst, now
+if v then
+  local sp = string.find(v, ' ')
+  tokens, last = tonumber(string.sub(v, 1, sp - 1)), tonumber(string.sub(v, sp + 1))
+end
+tokens = math.min(burst, tokens + math.max(0, now - last) * per_s)
+last = math.max(now, last)
+local wait = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+else
+  wait = (1 - tokens) / per_s
+end
+redis.call('SET', KEYS[1], string.format('%.17g %.17g', tokens, last), 'EX', tonumber(ARGV[4]))
+return string.format('%.17g', wait)
+"""
 _RETRIES = 5
 
 
@@ -50,6 +70,7 @@ class RedisState:
             url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry_on_timeout=False
         )
         self._min = self.client.register_script(_MIN_SCRIPT)
+        self._bucket = self.client.register_script(_BUCKET_SCRIPT)
         self._down_until = 0.0
 
     def _call(self, fn: Callable[[], Any]) -> Any:
@@ -108,3 +129,9 @@ class RedisState:
 
     def first_seen(self, name: str, ts: float) -> float:
         return float(self._call(lambda: self._min(keys=[self._key("first", name)], args=[repr(ts)])))
+
+    def take_token(self, key: str, per_s: float, burst: float, now: float) -> float:
+        # The bucket expires once it would have refilled anyway, so idle accounts leave no keys.
+        ttl = max(1, int(burst / per_s) + 60)
+        args: list[str | int] = [repr(per_s), repr(burst), repr(now), ttl]
+        return float(self._call(lambda: self._bucket(keys=[self._key("bucket", key)], args=args)))

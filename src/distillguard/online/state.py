@@ -250,6 +250,24 @@ class State(Protocol):
         """The earliest time recorded under `name`, recording `ts` if it is earlier."""
         ...
 
+    def take_token(self, key: str, per_s: float, burst: float, now: float) -> float:
+        """Take one token from the bucket `key` (refilled at `per_s`, holding at most `burst`):
+        0.0 when taken, else the seconds until one is due."""
+        ...
+
+
+def bucket_take(
+    tokens: float, last: float, per_s: float, burst: float, now: float
+) -> tuple[float, float, float]:
+    """One token-bucket step: (tokens left, new last time, wait); a full bucket for a new key.
+
+    The one definition of the bucket: `MemoryState` calls it, `RedisState` runs the same steps in
+    Lua so that workers sharing an account never both take its last token."""
+    tokens = min(burst, tokens + max(0.0, now - last) * per_s)
+    if tokens >= 1.0:
+        return tokens - 1.0, max(now, last), 0.0
+    return tokens, max(now, last), (1.0 - tokens) / per_s
+
 
 class MemoryState:
     """In-process state for one gateway worker: plain dictionaries, no locking needed under the GIL."""
@@ -258,6 +276,7 @@ class MemoryState:
         self._accounts: dict[str, AccountState] = {}
         self._links: dict[tuple[str, str], DistinctCounter] = {}
         self._first: dict[str, float] = {}
+        self._buckets: dict[str, tuple[float, float]] = {}
 
     def get(self, account_id: str) -> AccountState | None:
         return self._accounts.get(account_id)
@@ -287,3 +306,9 @@ class MemoryState:
         if cur is None or ts < cur:
             self._first[name] = cur = ts
         return cur
+
+    def take_token(self, key: str, per_s: float, burst: float, now: float) -> float:
+        tokens, last = self._buckets.get(key, (burst, now))
+        tokens, last, wait = bucket_take(tokens, last, per_s, burst, now)
+        self._buckets[key] = (tokens, last)
+        return wait
