@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -30,6 +31,13 @@ TrustedOpt = Annotated[
     typer.Option("--trusted-proxy", help="CIDR of your own proxies; X-Forwarded-For is read past them only."),
 ]
 FormatOpt = Annotated[str | None, typer.Option("--format", help="Skip sniffing and use this reader.")]
+
+
+class Engine(StrEnum):
+    """Where `scan` runs (`store.ENGINES`)."""
+
+    duckdb = "duckdb"
+    spark = "spark"
 
 
 def _options(
@@ -75,11 +83,20 @@ def scan(
         list[Path] | None, typer.Option(exists=True, help="STIX 2.1 bundle(s) of known actors.")
     ] = None,
     policy: Annotated[Path | None, typer.Option(exists=True, help="Verdict policy YAML.")] = None,
-    db: Annotated[Path | None, typer.Option(help="DuckDB file (default: OUT/distillguard.duckdb).")] = None,
+    db: Annotated[
+        Path | None,
+        typer.Option(
+            help="Store: a DuckDB file (default OUT/distillguard.duckdb), or with --engine spark "
+            "a work folder of Parquet datasets (default OUT/spark-store)."
+        ),
+    ] = None,
     trusted_proxy: TrustedOpt = None,
     batch_account: Annotated[
         str | None, typer.Option(help="Account id for OpenAI Batch files without an envelope.")
     ] = None,
+    engine: Annotated[
+        Engine, typer.Option(help="duckdb (one machine) or spark (the running or a local[2] session).")
+    ] = Engine.duckdb,
 ) -> None:
     """Ingest logs and run every detection stage; writes accounts.csv, campaigns.json, report.html."""
     from distillguard.pipeline import scan as run_scan
@@ -92,6 +109,7 @@ def scan(
         policy_path=policy,
         db=db,
         options=_options(trusted_proxy, batch_account),
+        engine=engine.value,
     )
     table = Table(title=f"distillguard scan -> {out}")
     for col in ("exchanges", "accounts", "rejects", "campaigns", *result.verdicts):

@@ -1,7 +1,9 @@
 """The batch pipeline: logs -> store -> request signals -> account features -> risk -> campaigns -> outputs.
 
 Each stage reads what the previous one stored, so a re-run over the same store is idempotent and
-a stage can be re-run alone. `scan` is what `distillguard scan` calls.
+a stage can be re-run alone. `scan` is what `distillguard scan` calls. Every stage takes an
+`EventStore`: the DuckDB `Store`, or `engines.spark.SparkStore`, which runs the signal and
+feature stages on Spark itself; the remaining stages are the same Ibis expressions on either.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import ibis
 import numpy as np
@@ -30,7 +32,19 @@ from distillguard.policy import Policy
 from distillguard.report import write_report
 from distillguard.schema import REQUEST_SIGNAL_SCHEMA, VERDICTS
 from distillguard.score import DEFAULT_MODEL, RiskModel, feature_matrix
-from distillguard.store import ACCOUNT_EDGES, ACCOUNT_FEATURES, ACCOUNT_SCORES, REQUEST_SIGNALS, Store
+from distillguard.store import (
+    ACCOUNT_EDGES,
+    ACCOUNT_FEATURES,
+    ACCOUNT_SCORES,
+    REQUEST_SIGNALS,
+    EngineStages,
+    EventStore,
+    most_frequent,
+    open_store,
+)
+
+if TYPE_CHECKING:
+    from distillguard.store import Store
 
 SCORES_SCHEMA = pa.schema(
     [
@@ -66,7 +80,7 @@ class ScanResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def ingest(store: Store, paths: Sequence[Path], rejects: RejectSink, options: ReadOptions) -> int:
+def ingest(store: EventStore, paths: Sequence[Path], rejects: RejectSink, options: ReadOptions) -> int:
     """Append the events of every file; returns rows added (0 for files already ingested)."""
     added = 0
     with progress() as bar:
@@ -83,9 +97,12 @@ def _counted(batches: Iterator[pa.RecordBatch], bar: Progress, task: Any) -> Ite
         yield batch
 
 
-def compute_request_signals(store: Store, batch_rows: int = 20_000) -> int:
+def compute_request_signals(store: EventStore, batch_rows: int = 20_000) -> int:
     """Signals for stored events that have none yet; returns rows computed."""
     from distillguard.signals import request_signals
+
+    if isinstance(store, EngineStages):
+        return store.compute_request_signals()
 
     con = store.con
     if REQUEST_SIGNALS not in con.list_tables():
@@ -107,7 +124,7 @@ def compute_request_signals(store: Store, batch_rows: int = 20_000) -> int:
     return done
 
 
-def enriched_accounts(store: Store) -> ibis.Table:
+def enriched_accounts(store: EventStore) -> ibis.Table:
     """Accounts with enrichment columns the features need (disposable e-mail domain)."""
     from distillguard.enrich.email import is_disposable
 
@@ -116,10 +133,12 @@ def enriched_accounts(store: Store) -> ibis.Table:
     return ibis.memtable(accounts.append_column("email_disposable", pa.array(flags, pa.bool_())))
 
 
-def compute_features(store: Store) -> pa.Table:
-    feats = account_features(store.events, store.con.table(REQUEST_SIGNALS), enriched_accounts(store))
+def compute_features(store: EventStore) -> pa.Table:
+    if isinstance(store, EngineStages):
+        return store.compute_features()
+    feats = account_features(store.events, store.table(REQUEST_SIGNALS), enriched_accounts(store))
     table = feats.to_pyarrow()
-    store.con.create_table(ACCOUNT_FEATURES, table, overwrite=True)
+    store.write_table(ACCOUNT_FEATURES, table)
     return table
 
 
@@ -149,12 +168,12 @@ def score_accounts(features: pa.Table, model: RiskModel, policy: Policy) -> pa.T
 
 
 def link_and_attribute(
-    store: Store, scores: pa.Table, policy: Policy, intel_paths: Sequence[Path]
+    store: EventStore, scores: pa.Table, policy: Policy, intel_paths: Sequence[Path]
 ) -> tuple[pa.Table, list[dict[str, Any]], dict[str, Any]]:
     """Campaigns over the account graph, lifted member scores, attribution and the STIX bundle."""
-    events, signals, accounts = store.events, store.con.table(REQUEST_SIGNALS), store.accounts
+    events, signals, accounts = store.events, store.table(REQUEST_SIGNALS), store.accounts
     edges = build_edges(events, signals, accounts)
-    store.con.create_table(ACCOUNT_EDGES, edges, overwrite=True)  # the report draws campaigns from it
+    store.write_table(ACCOUNT_EDGES, edges)  # the report draws campaigns from it
     linked = find_campaigns(edges, scores.select(["account_id", "score"]), events, signals, accounts)
     attributions = attribute(linked.campaigns, events, signals, accounts, load_intel(list(intel_paths)))
     records = [
@@ -201,19 +220,22 @@ def lift_by_campaign(scores: pa.Table, linked: LinkResult, policy: Policy) -> pa
     return pa.Table.from_pylist(out, schema=scores.schema)
 
 
-def attach_evidence(store: Store, scores: pa.Table, per_account: int = 3, chars: int = 240) -> pa.Table:
+def attach_evidence(store: EventStore, scores: pa.Table, per_account: int = 3, chars: int = 240) -> pa.Table:
     """Add checkable evidence to every account above allow: its top templates with an example prompt,
     its top IP prefixes with their kind, and its user agents."""
     flagged = scores.filter(pc.not_equal(scores.column("verdict"), "allow")).column("account_id")
     if len(flagged) == 0:
         return scores
     ev = store.events
-    sig = store.con.table(REQUEST_SIGNALS)
+    sig = store.table(REQUEST_SIGNALS)
     r = ev.filter(ev.account_id.isin(flagged.to_pylist())).left_join(sig, "request_id")
     t = r.filter(r.template_id.notnull())
+    keys = ["account_id", "template_id"]
     tpl = (
-        t.group_by(["account_id", "template_id"])
-        .agg(n=t.count(), example=t.user_text.arbitrary(), capability=t.capability.mode())
+        t.group_by(keys)
+        .agg(n=t.count(), example=t.user_text.arbitrary())
+        .left_join(most_frequent(t, keys, "capability"), keys)
+        .select(*keys, "n", "example", "capability")
         .to_pyarrow()
         .to_pylist()
     )
@@ -258,7 +280,7 @@ def write_accounts_csv(scores: pa.Table, path: Path) -> None:
 
 
 def prepare(
-    store: Store,
+    store: EventStore,
     paths: Sequence[Path],
     rejects: RejectSink,
     options: ReadOptions,
@@ -294,12 +316,22 @@ def scan(
     db: Path | None = None,
     options: ReadOptions | None = None,
     labels: Path | None = None,
+    engine: str = "duckdb",
+    store: EventStore | None = None,
 ) -> ScanResult:
-    """Run every stage and write accounts.csv, campaigns.json, report.html, rejects.jsonl, summary.json."""
+    """Run every stage and write accounts.csv, campaigns.json, report.html, rejects.jsonl, summary.json.
+
+    `engine` picks the store `scan` opens at `db`: a DuckDB file (default OUT/distillguard.duckdb)
+    or a Spark work directory (default OUT/spark-store). A caller with its own store (a Spark
+    store on a cluster session, say) passes it as `store` and closes it itself.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     started = datetime.now(UTC)
     result = ScanResult(out_dir)
-    store = Store(db or out_dir / "distillguard.duckdb")
+    owned = store is None
+    if store is None:
+        default = "distillguard.duckdb" if engine == "duckdb" else f"{engine}-store"
+        store = open_store(engine, db or out_dir / default)
     rejects = RejectSink()
     policy = Policy.load(policy_path)
     model = RiskModel.load(model_path)
@@ -322,7 +354,7 @@ def scan(
     scores = attach_evidence(store, scores)
     t = timed("link", t)
 
-    store.con.create_table(ACCOUNT_SCORES, scores, overwrite=True)
+    store.write_table(ACCOUNT_SCORES, scores)
     result.exchanges = store.count_events()
     result.accounts = scores.num_rows
     result.rejects = len(rejects)
@@ -348,8 +380,10 @@ def scan(
         "features": list(FEATURES),
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    write_report(out_dir, store)
+    # write_report reads the store through the EventStore members only (report/data.py).
+    write_report(out_dir, cast("Store", store))
     timed("outputs", t)
     (out_dir / "summary.json").write_text(json.dumps({**summary, "timings_s": result.timings}, indent=2))
-    store.close()
+    if owned:
+        store.close()
     return result

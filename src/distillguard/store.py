@@ -1,14 +1,15 @@
 """The embedded store: one DuckDB file, reached through Ibis so the same queries run on Spark.
 
 Appends are idempotent on `request_id`: a file ingested twice adds nothing the second time,
-and a request id seen twice within one file is kept once.
+and a request id seen twice within one file is kept once. `EventStore` is what the pipeline
+needs from a store; `engines.spark.SparkStore` is the other implementation.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import ibis
 import pyarrow as pa
@@ -24,6 +25,77 @@ ACCOUNT_FEATURES = "account_features"
 ACCOUNT_EDGES = "account_edges"
 ACCOUNT_SCORES = "account_scores"
 _STAGING = "_staging_events"
+ENGINES: tuple[str, ...] = ("duckdb", "spark")
+
+
+class EventStore(Protocol):
+    """What the pipeline reads and writes: events and accounts as Ibis tables on one backend (`con`),
+    idempotent appends, and derived tables by name."""
+
+    con: Any
+
+    @property
+    def events(self) -> Table: ...
+
+    @property
+    def accounts(self) -> Table: ...
+
+    def append_events(self, batches: Iterable[pa.RecordBatch]) -> int: ...
+
+    def upsert_accounts(self, table: pa.Table) -> int: ...
+
+    def count_events(self) -> int: ...
+
+    def table(self, name: str) -> Table:
+        """A stored table (events, accounts or one the pipeline derived) by name."""
+        ...
+
+    def write_table(self, name: str, table: pa.Table, *, temp: bool = False) -> Table:
+        """Store (replace) a derived table; `temp` ones live as long as the connection."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class EngineStages(Protocol):
+    """A store that runs the signal and feature stages itself (Spark: on its executors).
+
+    The pipeline delegates to these when a store has them; the DuckDB store has not, so its
+    path is the pipeline's own batched loop.
+    """
+
+    def compute_request_signals(self) -> int: ...
+
+    def compute_features(self) -> pa.Table: ...
+
+
+def open_store(engine: str, location: Path | str) -> EventStore:
+    """A DuckDB file, or a Spark work directory of Parquet datasets (a local[2] session unless one runs)."""
+    if engine == "duckdb":
+        return Store(location)
+    if engine == "spark":
+        from distillguard.engines.spark import SparkStore
+
+        return SparkStore(location)
+    raise ValueError(f"unknown engine {engine!r}; expected one of {', '.join(ENGINES)}")
+
+
+def most_frequent(t: Table, keys: Sequence[str], column: str, first_by: str = "start_time") -> Table:
+    """Per `keys`, the most frequent non-null value of `column`; a tie goes to the value seen first
+    by `first_by`, then to the smallest.
+
+    Stands in for `.mode()`, which Ibis's pyspark backend does not compile; the tie-break is the
+    one DuckDB's `mode` showed on stored events (first occurrence), now the same on every engine.
+    Groups whose values are all null have no row, so callers left-join it.
+    """
+    known = t.filter(t[column].notnull())
+    counts = known.group_by([*keys, column]).aggregate(n_rows=known.count(), first=known[first_by].min())
+    rank = ibis.row_number().over(
+        group_by=[counts[k] for k in keys],
+        order_by=[ibis.desc(counts.n_rows), counts.first, counts[column]],
+    )
+    return counts.mutate(rank=rank).filter(lambda r: r["rank"] == 0).select(*keys, column)
 
 
 class Store:
@@ -75,6 +147,12 @@ class Store:
 
     def count_events(self) -> int:
         return int(self.events.count().execute())
+
+    def table(self, name: str) -> Table:
+        return self.con.table(name)
+
+    def write_table(self, name: str, table: pa.Table, *, temp: bool = False) -> Table:
+        return self.con.create_table(name, table, temp=temp, overwrite=True)
 
     def close(self) -> None:
         self.con.disconnect()

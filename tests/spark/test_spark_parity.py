@@ -20,19 +20,11 @@ from distillguard.pipeline import REQUEST_SIGNALS, prepare, score_accounts
 from distillguard.policy import Policy
 from distillguard.schema import REQUEST_SIGNAL_SCHEMA
 from distillguard.score import RiskModel, feature_matrix
-from distillguard.sim import simulate
 from distillguard.store import Store
 
 RTOL = 1e-6
 # pyspark 4.0's pandas conversions still pass a keyword pandas 3 deprecates.
 pytestmark = pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")
-
-
-@pytest.fixture(scope="module")
-def sim(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("sim")
-    simulate("mixed", seed=3, scale=0.03, out=out)
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -1,11 +1,13 @@
 from pathlib import Path
 
+import ibis
 import pyarrow as pa
 import pytest
 from pyspark.sql import SparkSession
 
 from distillguard.engines.spark import SparkStore
 from distillguard.schema import ACCOUNT_SCHEMA, EVENT_SCHEMA, rows_to_batch
+from distillguard.store import most_frequent
 
 pytestmark = pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")
 
@@ -67,3 +69,20 @@ def test_stores_on_one_session_stay_apart(spark: SparkSession, tmp_path: Path) -
     second.append_events([_events(["c"])])
     assert sorted(first.events.request_id.to_pyarrow().to_pylist()) == ["a", "b"]
     assert second.count_events() == 1
+
+
+def test_most_frequent_agrees_on_both_engines(spark: SparkSession, tmp_path: Path) -> None:
+    # Group a: b twice beats a once; group t: a tie, won by the value seen first (d at ts=0),
+    # not the smallest; group n: only nulls, so no row.
+    rows = pa.table(
+        {
+            "k": ["a", "a", "a", "t", "t", "n"],
+            "v": ["a", "b", "b", "c", "d", None],
+            "ts": [0, 1, 2, 1, 0, 0],
+        }
+    )
+    expected = {"a": "b", "t": "d"}
+    top = most_frequent(ibis.memtable(rows), ["k"], "v", first_by="ts")
+    for con in (ibis.duckdb.connect(), SparkStore(tmp_path, spark).con):
+        found = con.to_pyarrow(top)
+        assert dict(zip(found["k"].to_pylist(), found["v"].to_pylist(), strict=True)) == expected

@@ -4,16 +4,20 @@
 directory and exposes them as Spark temp views reached through Ibis's pyspark backend, so
 `features.account_features` runs unchanged. Request signals are `signals.request_signals` applied
 per Arrow batch with `DataFrame.mapInArrow`: no second implementation of any feature or signal.
+`SparkStore` is a `store.EventStore` with its own signal and feature stages, so
+`pipeline.scan(..., engine="spark")` runs every later stage through the same Ibis expressions.
 """
 
 from __future__ import annotations
 
 import shutil
+import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 import ibis
+import ibis.expr.datatypes as dt
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -27,8 +31,6 @@ from distillguard.store import ACCOUNTS, EVENTS
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
-
-    from distillguard.store import Store
 
 _SEQ = "_seq"
 # Session settings the store relies on: UTC wall clock (Ibis sets it too), microsecond Parquet
@@ -47,6 +49,8 @@ def local_session(master: str = "local[2]", conf: Mapping[str, str] | None = Non
     from pyspark.sql import SparkSession
 
     settings = {
+        # The stores keep no catalog tables; without this, listing tables creates ./spark-warehouse.
+        "spark.sql.warehouse.dir": str(Path(tempfile.gettempdir()) / "distillguard-spark-warehouse"),
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.shuffle.partitions": "4",
@@ -65,17 +69,26 @@ def local_session(master: str = "local[2]", conf: Mapping[str, str] | None = Non
 
 
 class SparkStore:
-    """Parquet datasets under `work_dir` read and written by Spark, with the interface of `store.Store`.
+    """Parquet datasets under `work_dir` read and written by Spark: a `store.EventStore`.
 
     Appends are idempotent on `request_id` as in the DuckDB store: a batch is staged as Parquet,
     deduplicated keeping its first row per id, anti-joined against stored events and appended.
+    Derived tables (features, edges, scores) are Parquet datasets beside them.
+
+    Without a `session` it uses the running one, or starts a `local_session()` and stops it on
+    `close()`; a session it did not start is never stopped.
     """
 
     def __init__(self, work_dir: Path | str, session: SparkSession | None = None) -> None:
+        from pyspark.sql import SparkSession
+
         self.work_dir = Path(work_dir).absolute()
-        self._owns_session = session is None
+        self._owns_session = session is None and SparkSession.getActiveSession() is None
+        if session is None:
+            session = local_session()
+        self._root_session = session
         # A session of its own (sharing the context) keeps this store's views apart from another's.
-        self.session = (session if session is not None else local_session()).newSession()
+        self.session = session.newSession()
         for key, value in _STORE_CONF.items():
             self.session.conf.set(key, value)
         self.con = ibis.pyspark.connect(self.session)
@@ -104,15 +117,31 @@ class SparkStore:
 
     @property
     def events(self) -> Table:
-        return self.con.table(EVENTS)
+        return self.table(EVENTS)
 
     @property
     def accounts(self) -> Table:
-        return self.con.table(ACCOUNTS)
+        return self.table(ACCOUNTS)
 
     @property
     def request_signals(self) -> Table:
-        return self.con.table(REQUEST_SIGNALS)
+        return self.table(REQUEST_SIGNALS)
+
+    def table(self, name: str) -> Table:
+        return _utc(self.con.table(name))
+
+    def write_table(self, name: str, table: pa.Table, *, temp: bool = False) -> Table:
+        """Replace the Parquet dataset `name` (written on the driver: derived tables are per account
+        or per edge, not per request); a `temp` table is a view of driver memory instead."""
+        if temp:
+            self.session.createDataFrame(table).createOrReplaceTempView(name)
+        else:
+            path = Path(self._path(name))
+            shutil.rmtree(path, ignore_errors=True)
+            path.mkdir(parents=True)
+            pq.write_table(table, path / "part-0.parquet")
+            self._refresh(name)
+        return self.table(name)
 
     def append_events(self, batches: Iterable[pa.RecordBatch]) -> int:
         """Stage the batches as Parquet, then append the request ids not stored yet; returns rows added."""
@@ -184,17 +213,28 @@ class SparkStore:
 
     def compute_features(self) -> pa.Table:
         """`features.account_features` executed by Spark; also stored as the `account_features` dataset."""
-        accounts = enriched_accounts(cast("Store", self))
+        accounts = enriched_accounts(self)
         features = self.con.to_pyarrow(account_features(self.events, self.request_signals, accounts))
-        path = Path(self._path(ACCOUNT_FEATURES))
-        shutil.rmtree(path, ignore_errors=True)
-        path.mkdir(parents=True)
-        pq.write_table(features, path / "part-0.parquet")
+        self.write_table(ACCOUNT_FEATURES, features)
         return features
 
     def close(self) -> None:
         if self._owns_session:
-            self.session.stop()
+            self._root_session.stop()
+
+
+def _utc(table: Table) -> Table:
+    """The table with its timestamps typed as UTC instants, as in the canonical schema and on DuckDB.
+
+    Spark's TIMESTAMP is an instant already, but Ibis types it without a zone, so results would
+    come back naive (campaign first/last seen without "+00:00"). The cast compiles to a no-op.
+    """
+    naive = {
+        name: table[name].cast(dt.Timestamp(timezone="UTC", scale=dtype.scale))
+        for name, dtype in table.schema().items()
+        if dtype.is_timestamp() and dtype.timezone is None
+    }
+    return table.mutate(**naive) if naive else table
 
 
 def _request_signals(batches: Iterable[pa.RecordBatch]) -> Iterable[pa.RecordBatch]:
@@ -218,7 +258,7 @@ def prepare_spark(
     store = SparkStore(work_dir, session)
     rejects = rejects if rejects is not None else RejectSink()
     try:
-        ingest(cast("Store", store), paths, rejects, options or ReadOptions())
+        ingest(store, paths, rejects, options or ReadOptions())
         if accounts is not None:
             from distillguard.io.accounts import read_accounts
 

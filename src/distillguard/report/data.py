@@ -20,7 +20,7 @@ import pyarrow as pa
 from ibis.expr.types import Table
 
 from distillguard.link.edges import event_nodes
-from distillguard.store import ACCOUNT_EDGES, ACCOUNT_SCORES, REQUEST_SIGNALS, Store
+from distillguard.store import ACCOUNT_EDGES, ACCOUNT_SCORES, REQUEST_SIGNALS, EventStore, most_frequent
 
 MEMBERS = "_report_campaign_members"
 MAX_EDGES_READ = 200_000  # strongest edges read per campaign
@@ -63,7 +63,7 @@ class StoreViews:
     edges: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # per campaign, from the store
 
 
-def _membership(con: Any, campaigns: Sequence[Mapping[str, Any]]) -> Table:
+def _membership(store: EventStore, campaigns: Sequence[Mapping[str, Any]]) -> Table:
     """(node, campaign_id) as a temporary table; nodes are account ids or account#end_user for routers.
 
     A table, not a memtable: DuckDB plans a memtable scanned twice in one query very slowly.
@@ -73,7 +73,7 @@ def _membership(con: Any, campaigns: Sequence[Mapping[str, Any]]) -> Table:
         {"node": [a for a, _ in pairs], "campaign_id": [c for _, c in pairs]},
         schema=pa.schema([("node", pa.string()), ("campaign_id", pa.string())]),
     )
-    return con.create_table(MEMBERS, table, temp=True, overwrite=True)
+    return store.write_table(MEMBERS, table, temp=True)
 
 
 def _rows(expr: Table) -> list[dict[str, Any]]:
@@ -81,7 +81,7 @@ def _rows(expr: Table) -> list[dict[str, Any]]:
 
 
 def read_store(
-    store: Store, campaigns: Sequence[Mapping[str, Any]], templates_per_campaign: int, max_examples: int
+    store: EventStore, campaigns: Sequence[Mapping[str, Any]], templates_per_campaign: int, max_examples: int
 ) -> StoreViews:
     con = store.con
     tables = set(con.list_tables())
@@ -95,7 +95,7 @@ def read_store(
     if REQUEST_SIGNALS not in tables:
         return views
 
-    signals = con.table(REQUEST_SIGNALS)
+    signals = store.table(REQUEST_SIGNALS)
     joined = (
         event_nodes(events)
         .select("request_id", "node", "account_id", "start_time", "user_text")
@@ -113,7 +113,7 @@ def read_store(
         joined.group_by(["bucket", "capability"]).aggregate(requests=joined.count()).order_by("bucket")
     )
 
-    members = _membership(con, campaigns)
+    members = _membership(store, campaigns)
     in_campaign = joined.join(members, "node")
     for row in _rows(
         in_campaign.group_by(["campaign_id", "bucket", "capability"])
@@ -125,9 +125,9 @@ def read_store(
     views.infrastructure = _dominant_infrastructure(joined)
     views.templates = _templates(in_campaign, templates_per_campaign, max_examples)
     if ACCOUNT_SCORES in tables:
-        views.reasons = _reasons(con.table(ACCOUNT_SCORES))
+        views.reasons = _reasons(store.table(ACCOUNT_SCORES))
     if ACCOUNT_EDGES in tables:
-        views.edges = _edges(con.table(ACCOUNT_EDGES), members)
+        views.edges = _edges(store.table(ACCOUNT_EDGES), members)
     return views
 
 
@@ -158,10 +158,12 @@ def _dominant_infrastructure(joined: Table) -> dict[str, dict[str, Any]]:
 def _templates(in_campaign: Table, per_campaign: int, max_examples: int) -> dict[str, list[dict[str, Any]]]:
     """The most used templates per campaign, with a few distinct example prompts each."""
     with_template = in_campaign.filter(in_campaign.template_id.notnull())
-    counts = with_template.group_by(["campaign_id", "template_id"]).aggregate(
-        requests=with_template.count(),
-        accounts=with_template.account_id.nunique(),
-        capability=with_template.capability.mode(),
+    keys = ["campaign_id", "template_id"]
+    counts = (
+        with_template.group_by(keys)
+        .aggregate(requests=with_template.count(), accounts=with_template.account_id.nunique())
+        .left_join(most_frequent(with_template, keys, "capability"), keys)
+        .select(*keys, "requests", "accounts", "capability")
     )
     rank = ibis.row_number().over(
         group_by=counts.campaign_id, order_by=[ibis.desc(counts.requests), counts.template_id]
