@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 import ibis
 import numpy as np
@@ -42,9 +42,6 @@ from distillguard.store import (
     most_frequent,
     open_store,
 )
-
-if TYPE_CHECKING:
-    from distillguard.store import Store
 
 SCORES_SCHEMA = pa.schema(
     [
@@ -381,7 +378,7 @@ def scan(
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     # write_report reads the store through the EventStore members only (report/data.py).
-    write_report(out_dir, cast("Store", store))
+    write_report(out_dir, store)
     timed("outputs", t)
     (out_dir / "summary.json").write_text(json.dumps({**summary, "timings_s": result.timings}, indent=2))
     if owned:

@@ -267,22 +267,28 @@ def _summarise(
     acct = _account_facts(accounts, membership) if accounts is not None else {}
     for c in campaigns:
         total = sum(capability[c.id].values()) or 1
-        c.capability = {k: round(v / total, 4) for k, v in capability[c.id].most_common()}
+        c.capability = {k: round(v / total, 4) for k, v in ranked(capability[c.id])}
         c.infrastructure = {
             "ip_prefixes": _top(infra["ip_prefix"][c.id]),
             "asns": [
                 {"asn": int(a), "org": orgs.get(a), "requests": n}
-                for a, n in infra["asn"][c.id].most_common(_TOP)
+                for a, n in ranked(infra["asn"][c.id], _TOP)
             ],
-            "ip_kinds": dict(infra["ip_kind"][c.id].most_common()),
+            "ip_kinds": dict(ranked(infra["ip_kind"][c.id])),
             "ua_families": _top(infra["ua_family"][c.id]),
             "templates": _top(infra["template_id"][c.id]),
             **acct.get(c.id, {}),
         }
 
 
+def ranked(counter: Counter[str], n: int | None = None) -> list[tuple[str, int]]:
+    """`counter.most_common(n)` with ties broken by value, so every engine lists them alike
+    (`most_common` keeps ties in insertion order, which is the engine's row order)."""
+    return sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+
+
 def _top(counter: Counter[str]) -> list[dict[str, Any]]:
-    return [{"value": v, "requests": n} for v, n in counter.most_common(_TOP)]
+    return [{"value": v, "requests": n} for v, n in ranked(counter, _TOP)]
 
 
 def _account_facts(accounts: Table, membership: Mapping[str, str]) -> dict[str, dict[str, Any]]:
@@ -302,9 +308,9 @@ def _account_facts(accounts: Table, membership: Mapping[str, str]) -> dict[str, 
             facts["payment"][r["payment_fingerprint"]] += 1
     return {
         cid: {
-            "email_domains": [{"value": d, "accounts": n} for d, n in f["email_domains"].most_common(_TOP)],
+            "email_domains": [{"value": d, "accounts": n} for d, n in ranked(f["email_domains"], _TOP)],
             "shared_payment_fingerprints": [
-                {"value": p, "accounts": n} for p, n in f["payment"].most_common() if n > 1
+                {"value": p, "accounts": n} for p, n in ranked(f["payment"]) if n > 1
             ][:_TOP],
         }
         for cid, f in out.items()

@@ -24,7 +24,7 @@ from distillguard.link.edges import split_node
 from distillguard.report.charts import campaign_graph, capability_figure
 from distillguard.report.data import StoreViews, read_outputs, read_store
 from distillguard.schema import VERDICTS
-from distillguard.store import Store
+from distillguard.store import EventStore
 
 MAX_ACCOUNT_ROWS = 25_000  # accounts embedded in the table, highest scores first; accounts.csv has all
 MAX_CAMPAIGN_SECTIONS = 60  # campaigns drawn in full, largest first; the list shows every campaign
@@ -55,7 +55,7 @@ def _environment() -> Environment:
     return env
 
 
-def write_report(out_dir: Path, store: Store, *, redact: bool = False, max_examples: int = 3) -> Path:
+def write_report(out_dir: Path, store: EventStore, *, redact: bool = False, max_examples: int = 3) -> Path:
     """Write out_dir/report.html from the scan's output files and its store; returns the path."""
     outputs = read_outputs(out_dir)
     campaigns = sorted(outputs.campaigns, key=lambda c: (-len(c.get("accounts", ())), str(c["id"])))
