@@ -159,7 +159,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="1,2")
     ap.add_argument("--scale", default="small")
     ap.add_argument("--budget", type=int, default=50, help="Flagged accounts the analyst reviews per scan.")
-    ap.add_argument("--out", type=Path, default=Path("bench/results/labels.json"))
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "labels.json")
     args = ap.parse_args()
     console = Console(width=max(Console().width, 150))
     results = []

@@ -111,7 +111,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--work", type=Path, default=Path("/tmp/distillguard-large"))
     ap.add_argument("--keep", action="store_true", help="Keep the work folder (scenario and scan).")
-    ap.add_argument("--out", type=Path, default=Path("bench/results/large.json"))
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "large.json")
     ap.add_argument("--measure", choices=["bare", "scan"], help=argparse.SUPPRESS)
     ap.add_argument("--file", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
