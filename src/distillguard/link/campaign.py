@@ -123,7 +123,7 @@ def find_campaigns(
     node_score = {n: float(account_score.get(split_node(n)[0]) or 0.0) for n in nodes}
     seed_score = {n: 0.0 if split_node(n)[1] else s for n, s in node_score.items()}
 
-    graph, _attached = suspicious_subgraph(ties, seed_score, floor, attach)
+    graph, _attached = suspicious_subgraph(ties, seed_score, floor, attach, edge_min=link_min)
     campaigns: list[Campaign] = []
     lifted = dict(node_score)
     membership: dict[str, str] = {}
