@@ -145,9 +145,10 @@ def find_campaigns(
                 node_score[n], strength * min(1.0, _lift_tie(n, members, ties, attach) / lift_full)
             )
             membership[n] = cid
-        campaigns.append(
-            Campaign(cid, sorted(members), round(strength, 4), edges=_edge_summary(edges, members))
-        )
+        campaigns.append(Campaign(cid, sorted(members), round(strength, 4)))
+    summaries = _edge_summaries(edges, membership)
+    for c in campaigns:
+        c.edges = summaries.get(c.id, [])
 
     if events is not None and signals is not None and campaigns:
         _summarise(campaigns, membership, events, signals, accounts, router_min_end_users)
@@ -202,30 +203,43 @@ def _assignments(
     )
 
 
-def _edge_summary(edges: pa.Table, members: set[str]) -> list[dict[str, Any]]:
-    """Per edge kind inside the campaign: how many edges, their mean weight, a few examples."""
-    cols = edges.to_pydict()
-    by_kind: dict[str, list[tuple[float, str, str, str]]] = defaultdict(list)
-    for src, dst, kind, weight, evidence in zip(
-        cols["src"], cols["dst"], cols["kind"], cols["weight"], cols["evidence"], strict=True
-    ):
-        if src in members and dst in members:
-            by_kind[kind].append((weight, src, dst, evidence))
-    out = []
-    for kind, rows in sorted(by_kind.items(), key=lambda kv: -len(kv[1])):
-        rows.sort(key=lambda r: (-r[0], r[1], r[2]))
-        out.append(
+def _edge_summaries(edges: pa.Table, membership: Mapping[str, str]) -> dict[str, list[dict[str, Any]]]:
+    """Per campaign and edge kind inside it: how many edges, their mean weight, the strongest few.
+
+    One pass in the engine for all campaigns: at scale the edge list has millions of rows."""
+    if not membership or edges.num_rows == 0:
+        return {}
+    m = ibis.memtable(pa.table({"node": list(membership), "cid": list(membership.values())}))
+    e = ibis.memtable(edges)
+    j = e.join(m.rename(src="node", cid="cid"), "src").join(m.rename(dst="node", cid_dst="cid"), "dst")
+    j = j.filter(j.cid == j.cid_dst)
+    stats = j.group_by(["cid", "kind"]).aggregate(count=j.count(), mean_weight=j.weight.mean()).to_pyarrow()
+    rank = ibis.row_number().over(group_by=[j.cid, j.kind], order_by=[ibis.desc(j.weight), j.src, j.dst])
+    top = (
+        j.mutate(rank=rank).filter(lambda t: t["rank"] < _TOP).order_by(["cid", "kind", "rank"]).to_pyarrow()
+    )
+    examples: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in top.select(["cid", "kind", "src", "dst", "weight", "evidence"]).to_pylist():
+        examples[(r["cid"], r["kind"])].append(
             {
-                "kind": kind,
-                "count": len(rows),
-                "mean_weight": round(sum(r[0] for r in rows) / len(rows), 4),
-                "examples": [
-                    {"src": s, "dst": d, "weight": round(w, 4), "evidence": orjson.loads(e)}
-                    for w, s, d, e in rows[:_TOP]
-                ],
+                "src": r["src"],
+                "dst": r["dst"],
+                "weight": round(r["weight"], 4),
+                "evidence": orjson.loads(r["evidence"]),
             }
         )
-    return out
+    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    rows = sorted(stats.to_pylist(), key=lambda r: (r["cid"], -r["count"], r["kind"]))
+    for r in rows:
+        out[r["cid"]].append(
+            {
+                "kind": r["kind"],
+                "count": int(r["count"]),
+                "mean_weight": round(r["mean_weight"], 4),
+                "examples": examples[(r["cid"], r["kind"])],
+            }
+        )
+    return dict(out)
 
 
 def _summarise(
