@@ -178,12 +178,20 @@ def train(
     out: Annotated[
         Path | None, typer.Option(help="Model file (default: the one shipped in the package).")
     ] = None,
+    benign_seeds: Annotated[
+        str, typer.Option(help="Seeds of campaign-free worlds (more hard negatives); '' for none.")
+    ] = "201,202,203,204,205,206,207,208,209,210",
 ) -> None:
     """Retrain the risk model on simulated labelled traffic (full content and metadata-only)."""
     from distillguard.score import DEFAULT_MODEL
     from distillguard.train import train as run_train
 
-    run_train(seeds=[int(s) for s in seeds.split(",")], scale=_scale(scale), out=out or DEFAULT_MODEL)
+    run_train(
+        seeds=[int(s) for s in seeds.split(",")],
+        scale=_scale(scale),
+        out=out or DEFAULT_MODEL,
+        benign_seeds=[int(s) for s in benign_seeds.split(",") if s.strip()],
+    )
 
 
 @app.command()

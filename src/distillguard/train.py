@@ -59,10 +59,17 @@ def train(
     scenario: str = "mixed",
     out: Path = DEFAULT_MODEL,
     work: Path | None = None,
+    benign_seeds: Sequence[int] = (),
 ) -> dict[str, Any]:
+    """Fit the risk model on `scenario` worlds, plus `benign_seeds` worlds without campaigns: each
+    adds a world's worth of hard negatives (evaluation runners, NATs, enterprise apps, a router),
+    which one mixed world holds only a handful of."""
     console = Console(stderr=True)
     with tempfile.TemporaryDirectory() as tmp:
         X, y = training_set(seeds, scale, scenario, work or Path(tmp))
+        if benign_seeds:
+            Xb, yb = training_set(benign_seeds, scale, "benign", work or Path(tmp))
+            X, y = np.vstack([X, Xb]), np.concatenate([y, yb])
     console.log(f"training on {len(y)} account windows, {int(y.sum())} distillers")
     # Out-of-fold AP, so the recorded figure is not the model grading its own homework.
     oof = np.zeros(len(y))
@@ -72,6 +79,7 @@ def train(
     meta = {
         "trained": datetime.now(UTC).isoformat(),
         "seeds": list(seeds),
+        "benign_seeds": list(benign_seeds),
         "scale": scale,
         "scenario": scenario,
         "rows": len(y),
