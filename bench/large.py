@@ -80,24 +80,11 @@ def report_load(report: Path) -> dict[str, Any]:
 
 
 def quality(sim_dir: Path, scan_dir: Path) -> dict[str, Any]:
-    from distillguard.bench.metrics import campaign_agreement
-    from distillguard.bench.run import attribution_scores, evaluate, read_scores, read_truth
+    from distillguard.bench.run import read_truth, score_scan
 
     truth = read_truth(sim_dir / "truth.csv")
-    rows = read_scores(scan_dir / "accounts.csv")
-    m = evaluate(
-        truth,
-        {a: float(r["score"]) for a, r in rows.items()},
-        {a: r["verdict"] != "allow" for a, r in rows.items()},
-    )
-    distillers = [a for a, t in truth.items() if t.label]
-    m["campaigns"] = campaign_agreement(
-        [truth[a].campaign_id for a in distillers],
-        [rows.get(a, {}).get("campaign_id") or None for a in distillers],
-    )
-    intel = {p.stem for p in (sim_dir / "intel").glob("*.json")}
-    m["attribution"] = attribution_scores(truth, scan_dir / "campaigns.json", intel)
-    m["distillers"] = len(distillers)
+    m = score_scan(truth, scan_dir, {p.stem for p in (sim_dir / "intel").glob("*.json")})
+    m["distillers"] = sum(t.label for t in truth.values())
     m["accounts"] = len(truth)
     return m
 

@@ -104,20 +104,8 @@ def run_scenario(
         db=sim_dir / "scan.duckdb",
     )
     scan_s = time.perf_counter() - t
-    rows = read_scores(sim_dir / "scan" / "accounts.csv")
-    ours = evaluate(
-        truth,
-        {a: float(r["score"]) for a, r in rows.items()},
-        {a: r["verdict"] != "allow" for a, r in rows.items()},
-    )
+    ours = score_scan(truth, sim_dir / "scan", {p.stem for p in intel})
     distillers = [a for a, t in truth.items() if t.label]
-    ours["campaigns"] = campaign_agreement(
-        [truth[a].campaign_id for a in distillers],
-        [rows.get(a, {}).get("campaign_id") or None for a in distillers],
-    )
-    attribution = attribution_scores(truth, sim_dir / "scan" / "campaigns.json", {p.stem for p in intel})
-    ours["attribution"] = attribution
-    ours["attribution_accuracy"] = attribution["accuracy"]
     out: dict[str, Any] = {
         "scenario": scenario,
         "seed": seed,
@@ -139,6 +127,25 @@ def run_scenario(
         b = fn(events)
         out["detectors"][name] = evaluate(truth, b, _baseline_flags(truth, b))
     return out
+
+
+def score_scan(truth: dict[str, Truth], scan_dir: Path, intel_actors: set[str]) -> dict[str, Any]:
+    """distillguard's own quality on one scan's outputs: `evaluate` at its verdicts, campaign
+    agreement over the distillers, and attribution."""
+    rows = read_scores(scan_dir / "accounts.csv")
+    ours = evaluate(
+        truth,
+        {a: float(r["score"]) for a, r in rows.items()},
+        {a: r["verdict"] != "allow" for a, r in rows.items()},
+    )
+    distillers = [a for a, t in truth.items() if t.label]
+    ours["campaigns"] = campaign_agreement(
+        [truth[a].campaign_id for a in distillers],
+        [rows.get(a, {}).get("campaign_id") or None for a in distillers],
+    )
+    ours["attribution"] = attribution_scores(truth, scan_dir / "campaigns.json", intel_actors)
+    ours["attribution_accuracy"] = ours["attribution"]["accuracy"]
+    return ours
 
 
 def _replay(store: Any, truth: dict[str, Truth], accounts_csv: Path) -> dict[str, Any]:
