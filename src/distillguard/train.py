@@ -8,28 +8,40 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 from rich.console import Console
 from sklearn.metrics import average_precision_score
 from sklearn.model_selection import StratifiedKFold
 
 from distillguard.bench.run import read_truth
+from distillguard.features import account_features
 from distillguard.io import ReadOptions, RejectSink
-from distillguard.pipeline import prepare
+from distillguard.pipeline import enriched_accounts, prepare
 from distillguard.score import DEFAULT_MODEL, RiskModel, feature_matrix
-from distillguard.store import Store
+from distillguard.store import REQUEST_SIGNALS, Store
 
 TRAIN_SEEDS = tuple(range(101, 111))
 
 
+# Besides each whole week, the account histories of its first day and first three days: the online
+# path scores accounts after a handful of requests, and a mid-week scan sees partial weeks.
+PREFIX_DAYS = (1.0, 3.0)
+
+
 def training_set(
-    seeds: Sequence[int], scale: str | float, scenario: str, work: Path
+    seeds: Sequence[int],
+    scale: str | float,
+    scenario: str,
+    work: Path,
+    prefix_days: Sequence[float] = PREFIX_DAYS,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Feature matrix and labels over every seed, full content and metadata-only."""
+    """Feature matrix and labels over every seed, full content and metadata-only, whole weeks and
+    their `prefix_days` prefixes."""
     from distillguard.sim import simulate
 
     xs, ys = [], []
@@ -46,11 +58,21 @@ def training_set(
                 ReadOptions(),
                 accounts=run / "sim" / "accounts.csv",
             )
+            windows = [feats] + [_prefix_features(store, days) for days in prefix_days]
             store.close()
-            ids = feats.column("account_id").to_pylist()
-            xs.append(feature_matrix(feats))
-            ys.append(np.array([truth[a].label for a in ids]))
+            for f in windows:
+                ids = f.column("account_id").to_pylist()
+                xs.append(feature_matrix(f))
+                ys.append(np.array([truth[a].label for a in ids]))
     return np.vstack(xs), np.concatenate(ys)
+
+
+def _prefix_features(store: Store, days: float) -> pa.Table:
+    """Account features over the events of the store's first `days` days only."""
+    events = store.events
+    first = events.start_time.min().execute()
+    early = events.filter(events.start_time < first + timedelta(days=days))
+    return account_features(early, store.table(REQUEST_SIGNALS), enriched_accounts(store)).to_pyarrow()
 
 
 def train(
@@ -80,6 +102,7 @@ def train(
         "trained": datetime.now(UTC).isoformat(),
         "seeds": list(seeds),
         "benign_seeds": list(benign_seeds),
+        "prefix_days": list(PREFIX_DAYS),
         "scale": scale,
         "scenario": scenario,
         "rows": len(y),
