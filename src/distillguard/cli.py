@@ -50,6 +50,12 @@ def _options(
     return ReadOptions(trusted_proxies=networks, account_id=account, batch_envelope=envelope)
 
 
+def intel_files(paths: list[Path]) -> list[Path]:
+    """STIX bundles named one by one or as folders: `--intel intel/` takes every *.json in it (a
+    shell glob after one `--intel` would hand all but the first bundle to the logs argument)."""
+    return [f for p in paths for f in (sorted(p.glob("*.json")) if p.is_dir() else [p])]
+
+
 @app.command()
 def ingest(
     logs: LogsArg,
@@ -80,7 +86,11 @@ def scan(
         Path | None, typer.Option(exists=True, help="Accounts table (CSV or Parquet).")
     ] = None,
     intel: Annotated[
-        list[Path] | None, typer.Option(exists=True, help="STIX 2.1 bundle(s) of known actors.")
+        list[Path] | None,
+        typer.Option(
+            exists=True,
+            help="STIX 2.1 bundle of known actors, or a folder of them (*.json); repeat for more.",
+        ),
     ] = None,
     policy: Annotated[Path | None, typer.Option(exists=True, help="Verdict policy YAML.")] = None,
     db: Annotated[
@@ -105,7 +115,7 @@ def scan(
         logs,
         out,
         accounts=accounts,
-        intel=intel or [],
+        intel=intel_files(intel or []),
         policy_path=policy,
         db=db,
         options=_options(trusted_proxy, batch_account),

@@ -76,3 +76,15 @@ def test_cli_help_and_schema() -> None:
     for command in ("scan", "ingest", "simulate", "bench", "train", "demo"):
         assert command in result.output
     assert "request_id" in runner.invoke(app, ["schema"]).output
+
+
+def test_intel_folder_expands_to_its_bundles(tmp_path: Path) -> None:
+    from distillguard.cli import intel_files
+
+    folder = tmp_path / "intel"
+    folder.mkdir()
+    for name in ("b.json", "a.json", "notes.txt"):
+        (folder / name).write_text("{}")
+    single = tmp_path / "c.json"
+    single.write_text("{}")
+    assert intel_files([folder, single]) == [folder / "a.json", folder / "b.json", single]

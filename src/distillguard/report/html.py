@@ -180,10 +180,22 @@ def _campaign_section(
         "max_score": max((float(m["score"]) for m in members), default=0.0),
         "flagged": sum(1 for m in members if m["verdict"] != "allow"),
         "capability_mix": sorted(capability(c)[1].items(), key=lambda kv: -kv[1]),
-        "evidence": [str(e) for e in attribution.get("evidence", [])],
+        "evidence": [_evidence_row(e) for e in attribution.get("evidence", [])],
         "templates": templates,
         "infrastructure": [(key.replace("_", " "), infrastructure_rows(rows)) for key, rows in infra.items()],
     }
+
+
+_EVIDENCE_FIELDS = ("type", "value", "matched_accounts", "coverage", "benign_matches", "likelihood_ratio")
+
+
+def _evidence_row(e: Any) -> dict[str, Any]:
+    """One matched indicator as a table row; free-text evidence (older campaigns.json) as its value."""
+    if not isinstance(e, Mapping):
+        note = {"type": "note", "value": str(e), "also_matches_benign": False}
+        return dict.fromkeys(_EVIDENCE_FIELDS) | note
+    row = {k: e.get(k) for k in _EVIDENCE_FIELDS}
+    return row | {"also_matches_benign": bool(e.get("also_matches_benign"))}
 
 
 def _account_row(a: Mapping[str, Any], views: StoreViews) -> list[Any]:
