@@ -101,6 +101,17 @@ def run_ingest(path: Path) -> dict[str, float]:
     return {"rows": n, "seconds": seconds, "peak_mib": peak_mib()}
 
 
+def write_results(path: Path, payload: dict[str, Any]) -> None:
+    """A benchmark's JSON under `path`, stamped with the date and the machine (and its load, since
+    absolute times on a shared 2-core machine mean little without it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stamp = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()} cpus={os.cpu_count()} load={os.getloadavg()[0]:.1f}",
+    }
+    path.write_text(json.dumps(stamp | payload, indent=2))
+
+
 def in_subprocess(kind: str, path: Path, script: str = __file__, *extra: str) -> dict[str, Any]:
     """Run `script --measure kind --file path` in its own process (own peak RSS); last line is JSON."""
     out = subprocess.run(
@@ -138,20 +149,15 @@ def main() -> None:
     ratio = ours["seconds"] / bare["seconds"]
     Console().print(table)
     Console().print(f"ingest / bare parse time ratio: [bold]{ratio:.2f}x[/bold]")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "date": datetime.now(UTC).isoformat(),
-                "machine": f"{platform.machine()} cpus={os.cpu_count()}",
-                "rows": args.rows,
-                "file_mib": size_mib,
-                "bare": bare,
-                "ingest": ours,
-                "time_ratio": ratio,
-            },
-            indent=2,
-        )
+    write_results(
+        args.out,
+        {
+            "rows": args.rows,
+            "file_mib": size_mib,
+            "bare": bare,
+            "ingest": ours,
+            "time_ratio": ratio,
+        },
     )
 
 

@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import os
-import platform
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +34,7 @@ from distillguard.labels import Label, write_labels
 from distillguard.pipeline import scan
 from distillguard.sim import simulate
 from distillguard.sim.core import DAY, EPOCH
+from ingest import write_results
 
 
 def split_log(src: Path, dst: Path, until: float) -> int:
@@ -168,18 +167,13 @@ def main() -> None:
             console.log(f"seed {seed}: mid-week scan, review, end-of-week scans")
             results.append(run_seed(seed, args.scale, Path(tmp), args.budget))
     print_table(results, console)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "date": datetime.now(UTC).isoformat(),
-                "machine": f"{platform.machine()} cpus={os.cpu_count()} load={os.getloadavg()[0]:.1f}",
-                "scale": args.scale,
-                "budget": args.budget,
-                "results": results,
-            },
-            indent=2,
-        )
+    write_results(
+        args.out,
+        {
+            "scale": args.scale,
+            "budget": args.budget,
+            "results": results,
+        },
     )
     console.log(f"wrote {args.out}")
 

@@ -14,18 +14,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from ingest import in_subprocess, peak_mib
+from ingest import in_subprocess, peak_mib, write_results
+from scan import timed_scan
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -39,26 +37,7 @@ def bare_scan(events: Path) -> dict[str, Any]:
 
 
 def full_scan(events: Path, sim_dir: Path, out: Path) -> dict[str, Any]:
-    from distillguard.pipeline import scan
-
-    t = time.perf_counter()
-    result = scan(
-        sorted(events.glob("part-*.parquet")),
-        out,
-        accounts=sim_dir / "accounts.csv",
-        intel=sorted((sim_dir / "intel").glob("*.json")),
-        db=out / "store.duckdb",
-    )
-    seconds = time.perf_counter() - t
-    summary = json.loads((out / "summary.json").read_text())
-    return {
-        "rows": result.exchanges,
-        "seconds": seconds,
-        "peak_mib": peak_mib(),
-        "timings_s": summary["timings_s"],
-        "campaigns": len(result.campaigns),
-        "verdicts": result.verdicts,
-    }
+    return timed_scan(sorted(events.glob("part-*.parquet")), sim_dir, out, db=out / "store.duckdb")
 
 
 def report_load(report: Path) -> dict[str, Any]:
@@ -146,23 +125,18 @@ def main() -> None:
         f"ARI {q['campaigns']['ari']:.3f}, purity {q['campaigns']['purity']:.3f}, "
         f"attribution {q['attribution']['accuracy']:.3f}"
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "date": datetime.now(UTC).isoformat(timespec="seconds"),
-                "machine": f"{platform.machine()} cpus={os.cpu_count()} load={os.getloadavg()[0]:.1f}",
-                "size": vars(size),
-                "simulated": {k: v for k, v in sim.items() if k != "paths"},
-                "sim_seconds": sim_s,
-                "parquet_mib": mib,
-                "bare": bare,
-                "scan": ours,
-                "report": report,
-                "quality": q,
-            },
-            indent=2,
-        )
+    write_results(
+        args.out,
+        {
+            "size": vars(size),
+            "simulated": {k: v for k, v in sim.items() if k != "paths"},
+            "sim_seconds": sim_s,
+            "parquet_mib": mib,
+            "bare": bare,
+            "scan": ours,
+            "report": report,
+            "quality": q,
+        },
     )
     console.log(f"wrote {args.out}")
     if not args.keep:

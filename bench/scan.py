@@ -14,41 +14,42 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import os
-import platform
 import shutil
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from ingest import in_subprocess, peak_mib, run_bare
+from ingest import in_subprocess, peak_mib, run_bare, write_results
 
 
-def run_scan(path: Path, sim_dir: Path) -> dict[str, Any]:
+def timed_scan(paths: list[Path], sim_dir: Path, out: Path, db: Path | None = None) -> dict[str, Any]:
+    """`distillguard scan` of `paths` with the simulator's accounts and intel: seconds, peak RSS of
+    this process, per-stage seconds (summary.json), campaigns and verdicts."""
     from distillguard.pipeline import scan
 
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "scan"
-        t = time.perf_counter()
-        result = scan(
-            [path],
-            out,
-            accounts=sim_dir / "accounts.csv",
-            intel=sorted((sim_dir / "intel").glob("*.json")),
-        )
-        seconds = time.perf_counter() - t
-        summary = json.loads((out / "summary.json").read_text())
+    t = time.perf_counter()
+    result = scan(
+        paths, out, accounts=sim_dir / "accounts.csv", intel=sorted((sim_dir / "intel").glob("*.json")), db=db
+    )
+    seconds = time.perf_counter() - t
+    summary = json.loads((out / "summary.json").read_text())
     return {
         "rows": result.exchanges,
         "seconds": seconds,
         "peak_mib": peak_mib(),
         "timings_s": summary["timings_s"],
+        "campaigns": len(result.campaigns),
+        "verdicts": result.verdicts,
     }
+
+
+def run_scan(path: Path, sim_dir: Path) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        return timed_scan([path], sim_dir, Path(tmp) / "scan")
 
 
 def simulate_log(scale: str, seed: int, work: Path) -> tuple[Path, Path]:
@@ -103,22 +104,17 @@ def main() -> None:
         ours = in_subprocess("scan", plain, __file__, "--sim-dir", str(sim_dir))
     title = f"scan, {ours['rows']:,} simulated exchanges (scale {args.scale}, {size_mib:.0f} MiB JSONL)"
     ratio = report(bare, ours, title)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "date": datetime.now(UTC).isoformat(),
-                "machine": f"{platform.machine()} cpus={os.cpu_count()} load={os.getloadavg()[0]:.1f}",
-                "scale": args.scale,
-                "seed": args.seed,
-                "file_mib": size_mib,
-                "bare": bare,
-                "scan": ours,
-                "time_ratio": ratio,
-                "stage_ratios": {k: v / bare["seconds"] for k, v in ours["timings_s"].items()},
-            },
-            indent=2,
-        )
+    write_results(
+        args.out,
+        {
+            "scale": args.scale,
+            "seed": args.seed,
+            "file_mib": size_mib,
+            "bare": bare,
+            "scan": ours,
+            "time_ratio": ratio,
+            "stage_ratios": {k: v / bare["seconds"] for k, v in ours["timings_s"].items()},
+        },
     )
 
 
