@@ -29,6 +29,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -91,9 +92,9 @@ def _wait(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 120) -> No
 def in_process(events: list[dict[str, Any]], model: RiskModel, accounts: dict[str, Any]) -> dict[str, Any]:
     det = OnlineDetector(model, accounts=accounts)
     sample = events[:: max(1, len(events) // 400)][:400]
-    signals = [t for e in sample for t in _time(lambda e=e: det.request_signals(e), 1)]
-    full = [t for e in sample for t in _time(lambda e=e: det.decide(e), 1)]
-    lookup = [t for e in sample for t in _time(lambda e=e: det.decide(e, update=False), 1)]
+    signals = [t for e in sample for t in _time(partial(det.request_signals, e), 1)]
+    full = [t for e in sample for t in _time(partial(det.decide, e), 1)]
+    lookup = [t for e in sample for t in _time(partial(det.decide, e, update=False), 1)]
     acct = sample[-1]["account_id"]
     rescore = _time(lambda: det.score(acct), 200)
     return {
