@@ -4,7 +4,6 @@ import json
 from pathlib import Path
 
 import ibis
-import networkx as nx
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -126,25 +125,28 @@ def test_empty_inputs(tmp_path: Path) -> None:
 
 def test_shared_servers_do_not_merge_campaigns_that_harvest_different_capabilities() -> None:
     # Two tight groups of one actor, tied to each other by shared servers (weight 0.2 per pair).
-    from distillguard.link.communities import Tie, average_linkage
+    from distillguard.link.communities import Ties, average_linkage
 
     a, b = [f"a{i}" for i in range(4)], [f"b{i}" for i in range(4)]
-    ties = {}
+    pairs: dict[tuple[str, str], tuple[float, set[str]]] = {}
     for group in (a, b):
         for i, x in enumerate(group):
             for y in group[i + 1 :]:
-                ties[(x, y)] = Tie(1.0, {"payment"})
+                pairs[(x, y)] = (1.0, {"payment"})
     for x in a:
         for y in b:
-            ties[(x, y)] = Tie(0.2, {"ip"})
-    graph = nx.Graph()
-    graph.add_weighted_edges_from((x, y, t.weight) for (x, y), t in ties.items())
+            pairs[(x, y)] = (0.2, {"ip"})
+    ties = Ties.from_mapping(pairs)
+    everyone = np.ones(len(ties.nodes), dtype=bool)
+
+    def clusters(profiles: dict[str, np.ndarray] | None, min_similarity: float = 0.0) -> list[list[str]]:
+        found = average_linkage(ties, everyone, 0.5, 0.015, profiles, min_similarity)
+        return sorted(sorted(ties.nodes[m].tolist()) for m in found)
+
     cot, code = np.array([9.0, 0, 0, 1]), np.array([0, 0, 8.0, 2])
     profiles = {**dict.fromkeys(a, cot), **dict.fromkeys(b, code)}
-    assert len(average_linkage(graph, ties, 0.5, 0.015)) == 1  # without profiles: one campaign
-    apart = average_linkage(graph, ties, 0.5, 0.015, profiles, min_similarity=0.5)
-    assert sorted(map(sorted, apart)) == [a, b]
-    same = {n: cot for n in a + b}
-    assert len(average_linkage(graph, ties, 0.5, 0.015, same, min_similarity=0.5)) == 1
+    assert len(clusters(None)) == 1  # without profiles: one campaign
+    assert clusters(profiles, 0.5) == [a, b]
+    assert len(clusters({n: cot for n in a + b}, 0.5)) == 1
     # Metadata-only nodes (no profile) fit either side.
-    assert len(average_linkage(graph, ties, 0.5, 0.015, {}, min_similarity=0.5)) == 1
+    assert len(clusters({}, 0.5)) == 1

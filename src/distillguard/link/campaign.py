@@ -25,9 +25,9 @@ from ibis.expr.types import Table
 from distillguard.link.communities import (
     KIND_WEIGHTS,
     AttachRule,
-    Tie,
     average_linkage,
     combine_edges,
+    lift_ties,
     suspicious_subgraph,
 )
 from distillguard.link.edges import EdgeParams, event_nodes, split_node
@@ -115,15 +115,15 @@ def find_campaigns(
     describes all of the router's users together), so end users join only through `attach`. A
     community becomes a campaign with >= `min_members` nodes, >= `min_seeds` seeds and a campaign
     score >= `campaign_floor`. Member m is lifted to max(own, campaign score * min(1, tie / `lift_full`))
-    only when its ties into the campaign are corroborated (see `_lift_tie`); other members keep their score.
+    only when its ties into the campaign are corroborated (see `lift_ties`); other members keep their score.
     """
     account_score = dict(zip(scores["account_id"].to_pylist(), scores["score"].to_pylist(), strict=True))
     ties = combine_edges(edges, kind_weights)
-    nodes = set(account_score) | {n for pair in ties for n in pair}
+    nodes = set(account_score) | set(ties.nodes.tolist())
     node_score = {n: float(account_score.get(split_node(n)[0]) or 0.0) for n in nodes}
-    seed_score = {n: 0.0 if split_node(n)[1] else s for n, s in node_score.items()}
+    seed = np.array([0.0 if split_node(n)[1] else node_score[n] for n in ties.nodes.tolist()])
 
-    graph, _attached = suspicious_subgraph(ties, seed_score, floor, attach, edge_min=link_min)
+    in_graph, _attached = suspicious_subgraph(ties, seed, floor, attach)
     campaigns: list[Campaign] = []
     lifted = dict(node_score)
     membership: dict[str, str] = {}
@@ -132,20 +132,26 @@ def find_campaigns(
         if events is not None and signals is not None and min_similarity > 0
         else {}
     )
-    for members in average_linkage(graph, ties, link_min, merge_min, profiles, min_similarity):
-        member_scores = sorted((seed_score[n] for n in members), reverse=True)
+    campaign_of = np.full(len(ties.nodes), -1)
+    strengths: list[float] = []
+    for members in average_linkage(ties, in_graph, link_min, merge_min, profiles, min_similarity):
+        member_scores = np.sort(seed[members])[::-1]
         half = (len(member_scores) + 1) // 2
-        strength = sum(member_scores[:half]) / half
-        n_seeds = sum(s >= floor for s in member_scores)
+        strength = float(member_scores[:half].sum() / half)
+        n_seeds = int((member_scores >= floor).sum())
         if len(members) < min_members or n_seeds < min_seeds or strength < campaign_floor:
             continue
-        cid = f"campaign-{len(campaigns) + 1:03d}"
-        for n in members:
-            lifted[n] = max(
-                node_score[n], strength * min(1.0, _lift_tie(n, members, ties, attach) / lift_full)
-            )
-            membership[n] = cid
-        campaigns.append(Campaign(cid, sorted(members), round(strength, 4)))
+        campaign_of[members] = len(campaigns)
+        strengths.append(strength)
+        campaigns.append(Campaign(f"campaign-{len(campaigns) + 1:03d}", [], round(strength, 4)))
+    tie_into = lift_ties(ties, campaign_of, attach)
+    for i in np.flatnonzero(campaign_of >= 0).tolist():
+        node, c = str(ties.nodes[i]), campaigns[campaign_of[i]]
+        lifted[node] = max(
+            node_score[node], strengths[campaign_of[i]] * min(1.0, float(tie_into[i]) / lift_full)
+        )
+        membership[node] = c.id
+        c.accounts.append(node)
     summaries = _edge_summaries(edges, membership)
     for c in campaigns:
         c.edges = summaries.get(c.id, [])
@@ -168,21 +174,6 @@ def capability_profiles(events: Table, signals: Table, router_min_end_users: int
         if cap in index:
             out.setdefault(node, np.zeros(len(CAPABILITIES)))[index[cap]] = n
     return out
-
-
-def _lift_tie(node: str, members: set[str], ties: Mapping[tuple[str, str], Tie], rule: AttachRule) -> float:
-    """Weight of the node's corroborated ties into the campaign: 0 unless at least `rule.min_ties`
-    members are tied to it by `rule.min_families` evidence families each, so one shared template
-    or one shared proxy never raises a score."""
-    strong = [
-        tie.weight
-        for m in members
-        if m != node
-        and (tie := ties.get((node, m) if node < m else (m, node))) is not None
-        and tie.weight >= rule.tie_min
-        and len(tie.families) >= rule.min_families
-    ]
-    return sum(strong) if len(strong) >= rule.min_ties else 0.0
 
 
 def _assignments(

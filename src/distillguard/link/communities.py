@@ -3,7 +3,8 @@
 Clustering the whole graph would spend most of its time on benign neighbourhoods (a NAT, an
 ISP) and let them swallow campaign members. Instead the graph is cut down to *seeds* (nodes
 whose own risk is above a floor) plus the few non-seeds that are tied to them the way campaign
-members are, and Louvain (networkx, BSD, fixed seed) runs on that subgraph only.
+members are, and average linkage (below) runs on that subgraph only, over arrays
+(scipy's sparse connected components for the cores).
 
 Benign users touch campaigns all the time: a casual user sends the same generic prompt as a
 harvesting script, a home user sits in the /24 a residential proxy exits from. What they lack is
@@ -20,14 +21,15 @@ from __future__ import annotations
 
 import heapq
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 import ibis
-import networkx as nx
 import numpy as np
 import pyarrow as pa
+from scipy import sparse
+from scipy.sparse import csgraph
 
 # How much one unit of edge weight of each kind counts when kinds are summed into one graph weight.
 # Account records and shared infrastructure-at-the-same-time separate campaigns of one actor; content
@@ -54,47 +56,82 @@ KIND_FAMILIES: dict[str, str] = {
 }
 
 
-@dataclass(slots=True)
-class Tie:
-    """Everything linking one node pair: the kind-weighted sum, and which kinds contributed."""
+_KIND_ORDER: tuple[str, ...] = tuple(sorted(KIND_FAMILIES))
+_BIT: dict[str, int] = {k: 1 << i for i, k in enumerate(_KIND_ORDER)}
+# Number of distinct evidence families behind each kinds bit mask.
+_FAMILY_COUNT = np.array(
+    [len({KIND_FAMILIES[k] for k in _KIND_ORDER if m & _BIT[k]}) for m in range(1 << len(_KIND_ORDER))]
+)
 
-    weight: float = 0.0
-    kinds: AbstractSet[str] = frozenset()
+
+@dataclass(frozen=True)
+class Ties:
+    """Everything linking node pairs, as arrays: one row per pair with a < b (indexes into `nodes`,
+    which is sorted), the kind-weighted sum of its edges, and the kinds behind it as a bit mask.
+
+    Arrays rather than one object per pair: a campaign of 20,000 accounts has millions of pairs."""
+
+    nodes: np.ndarray  # node ids (str), sorted
+    a: np.ndarray  # int64
+    b: np.ndarray  # int64
+    weight: np.ndarray  # float64
+    mask: np.ndarray  # int64
 
     @property
-    def families(self) -> set[str]:
-        return {KIND_FAMILIES.get(k, k) for k in self.kinds}
+    def families(self) -> np.ndarray:
+        """Independent evidence families per pair."""
+        return _FAMILY_COUNT[self.mask]
+
+    @classmethod
+    def from_mapping(cls, pairs: Mapping[tuple[str, str], tuple[float, AbstractSet[str]]]) -> Ties:
+        """Ties from {(node, node): (weight, kinds)} (small graphs, tests)."""
+        return cls._build(
+            [min(p) for p in pairs],
+            [max(p) for p in pairs],
+            np.array([w for w, _ in pairs.values()], dtype=np.float64),
+            np.array([sum(_BIT[k] for k in ks) for _, ks in pairs.values()], dtype=np.int64),
+        )
+
+    @classmethod
+    def _build(
+        cls, src: Sequence[str] | pa.Array, dst: Sequence[str] | pa.Array, w: np.ndarray, mask: np.ndarray
+    ) -> Ties:
+        both = pa.concat_arrays([pa.array(src, pa.string()), pa.array(dst, pa.string())]).dictionary_encode()
+        names = np.asarray(both.dictionary.to_pylist(), dtype=object)
+        order = np.argsort(names, kind="stable")
+        rank = np.empty(len(order), dtype=np.int64)
+        rank[order] = np.arange(len(order))
+        idx = rank[both.indices.to_numpy(zero_copy_only=False)]
+        n = len(w)
+        a, b = np.minimum(idx[:n], idx[n:]), np.maximum(idx[:n], idx[n:])
+        keep = np.lexsort((b, a))
+        return cls(
+            names[order], a[keep], b[keep], np.asarray(w, np.float64)[keep], np.asarray(mask, np.int64)[keep]
+        )
+
+    def __len__(self) -> int:
+        return len(self.weight)
 
 
-def combine_edges(
-    edges: pa.Table, kind_weights: Mapping[str, float] = KIND_WEIGHTS
-) -> dict[tuple[str, str], Tie]:
+def combine_edges(edges: pa.Table, kind_weights: Mapping[str, float] = KIND_WEIGHTS) -> Ties:
     """One tie per node pair: the kind-weighted sum of its edges and the kinds behind it.
 
-    Summed in the engine, one row per pair, with the kinds as a bit mask: a campaign of 20,000
-    accounts has millions of edges, and one Python object per edge row does not fit beside them.
-    """
+    Summed in the engine, one row per pair, with the kinds as a bit mask."""
+    unknown = set(kind_weights) - set(_BIT)
+    if unknown:
+        raise ValueError(f"kind_weights: unknown edge kinds {sorted(unknown)}")
     kinds = sorted(kind_weights)
-    bit = {k: 1 << i for i, k in enumerate(kinds)}
     t = ibis.memtable(edges.select(["src", "dst", "kind", "weight"]))
     factor = t.kind.cases(*((k, kind_weights[k]) for k in kinds), else_=0.0)
-    mask = t.kind.cases(*((k, bit[k]) for k in kinds), else_=0)
+    mask = t.kind.cases(*((k, _BIT[k]) for k in kinds), else_=0)
     t = t.mutate(w=factor * t.weight, mask=mask).filter(lambda r: r.w > 0)
     pairs = t.group_by(["src", "dst"]).aggregate(w=t.w.sum(), mask=t.mask.bit_or()).to_pyarrow()
-    kindsets: dict[int, frozenset[str]] = {}
-    out: dict[tuple[str, str], Tie] = {}
-    for src, dst, w, m in zip(
-        pairs["src"].to_pylist(),
-        pairs["dst"].to_pylist(),
-        pairs["w"].to_pylist(),
-        pairs["mask"].to_pylist(),
-        strict=True,
-    ):
-        ks = kindsets.get(m)
-        if ks is None:
-            ks = kindsets[m] = frozenset(k for k in kinds if m & bit[k])
-        out[(src, dst)] = Tie(w, ks)
-    return out
+    return Ties._build(
+        pairs["src"].combine_chunks(),
+        pairs["dst"].combine_chunks(),
+        pairs["w"].to_numpy(),
+        pairs["mask"].to_numpy().astype(np.int64),
+    )
 
 
 @dataclass(frozen=True)
@@ -110,55 +147,57 @@ class AttachRule:
 
 
 def suspicious_subgraph(
-    ties: Mapping[tuple[str, str], Tie],
-    node_scores: Mapping[str, float],
-    floor: float,
-    rule: AttachRule = AttachRule(),
-    edge_min: float = 0.0,
-) -> tuple[nx.Graph, set[str]]:
-    """(graph on seeds plus attached nodes, the attached nodes); seeds have score >= floor.
+    ties: Ties, seed_score: np.ndarray, floor: float, rule: AttachRule = AttachRule()
+) -> tuple[np.ndarray, np.ndarray]:
+    """(nodes of the suspicious subgraph, the attached ones among them) as masks over `ties.nodes`.
 
-    The graph holds the ties of at least `edge_min` (the clustering's core threshold): at scale the
-    weak ties between suspicious nodes are millions, and only their sums are needed, from `ties`."""
-    suspicious = {n for n, s in node_scores.items() if s >= floor}
-    neighbours: dict[str, list[tuple[str, Tie]]] = defaultdict(list)
-    total: dict[str, float] = defaultdict(float)
-    for (a, b), tie in ties.items():
-        neighbours[a].append((b, tie))
-        neighbours[b].append((a, tie))
-        total[a] += tie.weight
-        total[b] += tie.weight
-    attached: set[str] = set()
+    Seeds have `seed_score` >= `floor`; the others join by `rule` (see the module docstring)."""
+    n = len(ties.nodes)
+    a, b, w = ties.a, ties.b, ties.weight
+    total = np.bincount(a, w, n) + np.bincount(b, w, n)
+    suspicious = seed_score >= floor
+    attached = np.zeros(n, dtype=bool)
+    families = ties.families
     for _ in range(rule.rounds):
-        new = {
-            n
-            for n in neighbours
-            if n not in suspicious and _attaches(neighbours[n], total[n], suspicious, rule)
-        }
-        if not new:
+        # Each tie seen from both ends: (node, other end, weight, families).
+        node, other = np.concatenate([a, b]), np.concatenate([b, a])
+        w2, f2 = np.concatenate([w, w]), np.concatenate([families, families])
+        to_susp = suspicious[other]
+        share_w = np.bincount(node[to_susp], w2[to_susp], n)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = np.where(total > 0, share_w / total, 0.0)
+        needed = np.where(share >= rule.content_share, 1, rule.min_families)
+        strong = to_susp & (w2 >= rule.tie_min) & (f2 >= needed[node])
+        count = np.bincount(node[strong], minlength=n)
+        new = ~suspicious & (total > 0) & (share >= rule.min_share) & (count >= rule.min_ties)
+        if not new.any():
             break
         attached |= new
-        suspicious |= new
-    graph = nx.Graph()
-    graph.add_nodes_from(sorted(n for n in suspicious if n in neighbours))
-    graph.add_weighted_edges_from(
-        sorted(
-            (a, b, tie.weight)
-            for (a, b), tie in ties.items()
-            if tie.weight >= edge_min and a in suspicious and b in suspicious
-        )
-    )
-    return graph, attached
+        suspicious = suspicious | new
+    return suspicious & (total > 0), attached
 
 
-def _attaches(links: list[tuple[str, Tie]], total: float, suspicious: set[str], rule: AttachRule) -> bool:
-    to_suspicious = [(m, t) for m, t in links if m in suspicious]
-    share = sum(t.weight for _, t in to_suspicious) / total if total else 0.0
-    if share < rule.min_share:
-        return False
-    families = 1 if share >= rule.content_share else rule.min_families
-    strong = [m for m, t in to_suspicious if t.weight >= rule.tie_min and len(t.families) >= families]
-    return len(strong) >= rule.min_ties
+def _profile_matrix(nodes: np.ndarray, profiles: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    width = len(next(iter(profiles.values()))) if profiles else 1
+    mat = np.zeros((len(nodes), width))
+    has = np.zeros(len(nodes), dtype=bool)
+    for i, node in enumerate(nodes):
+        p = profiles.get(node)
+        if p is not None:
+            mat[i], has[i] = p, True
+    return mat, has
+
+
+def _similar_rows(
+    x: np.ndarray, hx: np.ndarray, y: np.ndarray, hy: np.ndarray, min_similarity: float
+) -> np.ndarray:
+    """`similar` over rows of two profile matrices."""
+    if min_similarity <= 0:
+        return np.ones(len(x), dtype=bool)
+    nx_, ny = np.linalg.norm(x, axis=1), np.linalg.norm(y, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cos = (x * y).sum(axis=1) / (nx_ * ny)
+    return ~hx | ~hy | (nx_ == 0) | (ny == 0) | (cos >= min_similarity)
 
 
 def similar(a: np.ndarray | None, b: np.ndarray | None, min_similarity: float) -> bool:
@@ -171,49 +210,56 @@ def similar(a: np.ndarray | None, b: np.ndarray | None, min_similarity: float) -
 
 
 def average_linkage(
-    graph: nx.Graph,
-    ties: Mapping[tuple[str, str], Tie],
+    ties: Ties,
+    in_graph: np.ndarray,
     link_min: float,
     merge_min: float,
     profiles: Mapping[str, np.ndarray] | None = None,
     min_similarity: float = 0.0,
-) -> list[set[str]]:
-    """Campaigns: cores (components of ties >= `link_min`: shared payment, a sign-up burst) merged greedily
-    while the mean tie over all node pairs of two groups reaches `merge_min`, largest first.
+) -> list[np.ndarray]:
+    """Campaigns (arrays of node indexes) among the `in_graph` nodes: cores (components of ties >=
+    `link_min`: shared payment, a sign-up burst) merged greedily while the mean tie over all node pairs
+    of two groups reaches `merge_min`, largest first.
 
     Average linkage has no resolution limit: two small campaigns of one actor that share servers stay
     apart however big a third campaign is, which modularity-based methods (Louvain) cannot promise.
     With `profiles`, neither a core edge nor a merge joins nodes or groups whose capability profiles
     differ (`similar`): an actor's servers are shared by all its campaigns, what each harvests is not.
     """
-    profiles = profiles or {}
-    strong = nx.Graph()
-    strong.add_nodes_from(graph)
-    strong.add_edges_from(
-        (a, b)
-        for a, b, w in graph.edges(data="weight")
-        if w >= link_min and similar(profiles.get(a), profiles.get(b), min_similarity)
-    )
-    groups = {i: set(c) for i, c in enumerate(sorted(nx.connected_components(strong), key=min))}
+    n = len(ties.nodes)
+    mat, has = _profile_matrix(ties.nodes, profiles or {})
+    a, b, w = ties.a, ties.b, ties.weight
+    inside = in_graph[a] & in_graph[b]
+    core = inside & (w >= link_min)
+    core[core] = _similar_rows(mat[a[core]], has[a[core]], mat[b[core]], has[b[core]], min_similarity)
+    graph = sparse.coo_matrix((np.ones(int(core.sum())), (a[core], b[core])), shape=(n, n))
+    _, component = csgraph.connected_components(graph, directed=False)
+    # Groups numbered by their smallest node, as the components of the sorted node list.
+    members = np.flatnonzero(in_graph)
+    _, first = np.unique(component[members], return_index=True)
+    group_ids = component[members[np.sort(first)]]
+    renumber = np.full(n, -1)
+    renumber[group_ids] = np.arange(len(group_ids))
+    group_of = np.full(n, -1)
+    group_of[members] = renumber[component[members]]
+    groups: dict[int, list[int]] = defaultdict(list)
+    for node in members:
+        groups[int(group_of[node])].append(int(node))
+    size = {g: len(m) for g, m in groups.items()}
+    gprof = {g: (mat[m].sum(axis=0) if has[m].any() else None) for g, m in groups.items()}
 
-    def profile(group: set[str]) -> np.ndarray | None:
-        found = [profiles[n] for n in group if n in profiles]
-        return np.sum(found, axis=0) if found else None
-
-    group_profile = {i: profile(g) for i, g in groups.items()}
-    group_of = {n: i for i, c in groups.items() for n in c}
-    between: dict[int, dict[int, float]] = defaultdict(lambda: defaultdict(float))
-    for (a, b), tie in ties.items():
-        ga, gb = group_of.get(a), group_of.get(b)
-        if ga is not None and gb is not None and ga != gb:
-            between[ga][gb] += tie.weight
-            between[gb][ga] += tie.weight
-    heap = [
-        (-w / (len(groups[i]) * len(groups[j])), i, j)
-        for i in between
-        for j, w in between[i].items()
-        if i < j
-    ]
+    ga, gb = group_of[a], group_of[b]
+    cross = inside & (ga != gb)
+    lo, hi = np.minimum(ga[cross], gb[cross]), np.maximum(ga[cross], gb[cross])
+    key = lo * len(groups) + hi
+    uniq, inv = np.unique(key, return_inverse=True)
+    sums = np.bincount(inv, w[cross])
+    between: dict[int, dict[int, float]] = defaultdict(dict)
+    for k, s in zip(uniq.tolist(), sums.tolist(), strict=True):
+        i, j = divmod(k, len(groups))
+        between[i][j] = s
+        between[j][i] = s
+    heap = [(-s / (size[i] * size[j]), i, j) for i in between for j, s in between[i].items() if i < j]
     heapq.heapify(heap)
     while heap:
         neg, i, j = heapq.heappop(heap)
@@ -221,19 +267,37 @@ def average_linkage(
             break
         if i not in groups or j not in groups or j not in between[i]:
             continue
-        if abs(-neg - between[i][j] / (len(groups[i]) * len(groups[j]))) > 1e-12:
+        if abs(-neg - between[i][j] / (size[i] * size[j])) > 1e-12:
             continue  # stale: one side grew since this entry was pushed
-        if not similar(group_profile[i], group_profile[j], min_similarity):
+        if not similar(gprof[i], gprof[j], min_similarity):
             continue
-        groups[i] |= groups.pop(j)
-        pj = group_profile.pop(j)
-        pi = group_profile[i]
-        group_profile[i] = pj if pi is None else pi if pj is None else pi + pj
-        for k, w in between.pop(j).items():
+        groups[i] += groups.pop(j)
+        size[i] += size.pop(j)
+        pi, pj = gprof[i], gprof.pop(j)
+        gprof[i] = pj if pi is None else pi if pj is None else pi + pj
+        for k, s in between.pop(j).items():
             del between[k][j]
             if k != i:
-                between[i][k] += w
-                between[k][i] += w
-        for k, w in between[i].items():
-            heapq.heappush(heap, (-w / (len(groups[i]) * len(groups[k])), min(i, k), max(i, k)))
-    return sorted(groups.values(), key=lambda p: (-len(p), min(p)))
+                between[i][k] = between[i].get(k, 0.0) + s
+                between[k][i] = between[i][k]
+        for k, s in between[i].items():
+            heapq.heappush(heap, (-s / (size[i] * size[k]), min(i, k), max(i, k)))
+    out = [np.array(sorted(m)) for m in groups.values()]
+    return sorted(out, key=lambda m: (-len(m), int(m[0])))
+
+
+def lift_ties(ties: Ties, campaign_of: np.ndarray, rule: AttachRule) -> np.ndarray:
+    """Per node, the weight of its corroborated ties into its own campaign: 0 unless at least
+    `rule.min_ties` members are tied to it by `rule.min_families` evidence families each, so one
+    shared template or one shared proxy never raises a score."""
+    n = len(ties.nodes)
+    a, b = ties.a, ties.b
+    ok = (
+        (campaign_of[a] >= 0)
+        & (campaign_of[a] == campaign_of[b])
+        & (ties.weight >= rule.tie_min)
+        & (ties.families >= rule.min_families)
+    )
+    count = np.bincount(a[ok], minlength=n) + np.bincount(b[ok], minlength=n)
+    total = np.bincount(a[ok], ties.weight[ok], n) + np.bincount(b[ok], ties.weight[ok], n)
+    return np.where(count >= rule.min_ties, total, 0.0)
