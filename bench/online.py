@@ -41,7 +41,7 @@ import pyarrow as pa
 from rich.console import Console
 from rich.table import Table
 
-from distillguard.bench.replay import replay_campaigns, signal_lookup
+from distillguard.bench.replay import read_end_user_campaigns, replay_campaigns, signal_lookup
 from distillguard.io import ReadOptions, RejectSink, read_events
 from distillguard.io.accounts import read_accounts
 from distillguard.online.decide import OnlineDetector
@@ -220,7 +220,10 @@ def replay(sim: Path, events: list[dict[str, Any]], model: RiskModel, accounts: 
     table = pa.Table.from_pylist(events, schema=EVENT_SCHEMA)
     rows = [r for b in table.to_batches(max_chunksize=5000) for r in request_signals(b).to_pylist()]
     signals_s = time.perf_counter() - t
-    replayed = replay_campaigns(events, campaign_of, model, accounts, signal_lookup(rows))
+    end_users = read_end_user_campaigns(sim / "end_user_truth.csv")
+    replayed = replay_campaigns(
+        events, campaign_of, model, accounts, signal_lookup(rows), end_users=end_users
+    )
     return {**replayed, "signals_s": signals_s}
 
 

@@ -1,13 +1,17 @@
 """Time to first flag: the simulated log replayed in time order through the online detector.
 
 Per campaign, how many of its exchanges the gateway had served before the first of its accounts
-reached `throttle` or stricter: the damage done before the online path reacts.
+reached `throttle` or stricter: the damage done before the online path reacts. A reseller's campaign
+is its distilling end users: its genuine customers' requests are the reseller's, not the campaign's,
+so they do not count as campaign exchanges (the account's verdict still counts as the flag).
 """
 
 from __future__ import annotations
 
+import csv
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -27,18 +31,26 @@ def replay_campaigns(
     accounts: Mapping[str, Any],
     signals: Callable[[pa.RecordBatch], pa.RecordBatch],
     policy: Policy | None = None,
+    end_users: Mapping[tuple[str, str], str] | None = None,
 ) -> dict[str, Any]:
-    """Replay `events` (in time order) through `decide()`; `signals` looks up each request's signals."""
+    """Replay `events` (in time order) through `decide()`; `signals` looks up each request's signals.
+
+    `end_users` maps (account, end user) of shared accounts to the end user's campaign ("" when the
+    end user is genuine): there only the campaign's end users' exchanges count as the campaign's."""
+    end_users = end_users or {}
+    shared = {a for a, _ in end_users}
     det = OnlineDetector(model, policy=policy or Policy.load(), accounts=dict(accounts), signals=signals)
     seen: dict[str, int] = {}
     flagged_at: dict[str, int] = {}
     t = time.perf_counter()
     for e in events:
         d = det.decide(dict(e))
-        camp = campaign_of.get(e["account_id"])
+        account = e["account_id"]
+        camp = campaign_of.get(account)
         if camp is None:
             continue
-        seen[camp] = seen.get(camp, 0) + 1
+        own = account not in shared or bool(end_users.get((account, e.get("end_user_id") or "")))
+        seen[camp] = seen.get(camp, 0) + own
         if camp not in flagged_at and d.raw_verdict in FLAGGED:
             flagged_at[camp] = seen[camp]
     per = {
@@ -58,6 +70,14 @@ def replay_campaigns(
         "replay_s": time.perf_counter() - t,
         "events": len(events),
     }
+
+
+def read_end_user_campaigns(path: Path) -> dict[tuple[str, str], str]:
+    """The simulator's end_user_truth.csv as {(account, end user): campaign id or ""}."""
+    if not path.exists():
+        return {}
+    with path.open(newline="", encoding="utf-8") as fh:
+        return {(r["account_id"], r["end_user_id"]): r["campaign_id"] for r in csv.DictReader(fh)}
 
 
 def signal_lookup(rows: Sequence[Mapping[str, Any]]) -> Callable[[pa.RecordBatch], pa.RecordBatch]:

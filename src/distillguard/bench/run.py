@@ -150,7 +150,7 @@ def score_scan(truth: dict[str, Truth], scan_dir: Path, intel_actors: set[str]) 
 
 def _replay(store: Any, truth: dict[str, Truth], accounts_csv: Path) -> dict[str, Any]:
     """The stored log in time order through the online detector, with the scan's request signals."""
-    from distillguard.bench.replay import replay_campaigns, signal_lookup
+    from distillguard.bench.replay import read_end_user_campaigns, replay_campaigns, signal_lookup
     from distillguard.io import RejectSink
     from distillguard.io.accounts import read_accounts
     from distillguard.score import RiskModel
@@ -160,7 +160,10 @@ def _replay(store: Any, truth: dict[str, Truth], accounts_csv: Path) -> dict[str
     signals = store.con.table(REQUEST_SIGNALS).to_pyarrow().to_pylist()
     accounts = {r["account_id"]: r for r in read_accounts(accounts_csv, RejectSink()).to_pylist()}
     campaign_of = {a: t.campaign_id for a, t in truth.items() if t.campaign_id}
-    return replay_campaigns(events, campaign_of, RiskModel.load(), accounts, signal_lookup(signals))
+    end_users = read_end_user_campaigns(accounts_csv.parent / "end_user_truth.csv")
+    return replay_campaigns(
+        events, campaign_of, RiskModel.load(), accounts, signal_lookup(signals), end_users=end_users
+    )
 
 
 def attribution_scores(
