@@ -211,12 +211,16 @@ def bench(
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds (not the training ones).")] = "1,2,3",
     scale: Annotated[str, typer.Option(help="Simulation scale.")] = "small",
     metadata_only: Annotated[bool, typer.Option(help="Also run each scenario without prompt text.")] = True,
+    replay: Annotated[
+        bool,
+        typer.Option(help="Replay each full-content log through the online detector (time to first flag)."),
+    ] = True,
 ) -> None:
     """Detection quality of distillguard next to baselines (volume, PRADA, CoT keywords) in one table."""
     from distillguard.bench.run import run_bench
 
     out.mkdir(parents=True, exist_ok=True)
-    run_bench(scenarios.split(","), [int(s) for s in seeds.split(",")], scale, out, metadata_only)
+    run_bench(scenarios.split(","), [int(s) for s in seeds.split(",")], scale, out, metadata_only, replay)
 
 
 @app.command()
