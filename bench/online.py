@@ -215,14 +215,16 @@ def litellm_proxy(tmp: Path, guardrail: bool, n: int) -> dict[str, Any]:
 def replay(sim: Path, events: list[dict[str, Any]], model: RiskModel, accounts: dict[str, Any]) -> dict:
     """Share of each campaign's exchanges seen before its first account is flagged (throttle or stricter)."""
     with (sim / "truth.csv").open() as fh:
-        campaign_of = {r["account_id"]: r["campaign_id"] for r in csv.DictReader(fh) if r["campaign_id"]}
+        truth = list(csv.DictReader(fh))
+    campaign_of = {r["account_id"]: r["campaign_id"] for r in truth if r["campaign_id"]}
+    benign = {r["account_id"]: r["population"] for r in truth if r["label"] == "benign"}
     t = time.perf_counter()
     table = pa.Table.from_pylist(events, schema=EVENT_SCHEMA)
     rows = [r for b in table.to_batches(max_chunksize=5000) for r in request_signals(b).to_pylist()]
     signals_s = time.perf_counter() - t
     end_users = read_end_user_campaigns(sim / "end_user_truth.csv")
     replayed = replay_campaigns(
-        events, campaign_of, model, accounts, signal_lookup(rows), end_users=end_users
+        events, campaign_of, model, accounts, signal_lookup(rows), end_users=end_users, benign=benign
     )
     return {**replayed, "signals_s": signals_s}
 
@@ -279,6 +281,11 @@ def main() -> None:
         share = "never" if r["share_before_flag"] is None else f"{r['share_before_flag']:.2%}"
         camp.add_row(c, str(r["exchanges"]), str(r["seen_before_flag"] or ""), share)
     console.print(camp)
+    b = results["replay"]["benign"]
+    console.print(
+        f"benign accounts flagged (throttle or stricter) during the replay: {b['flagged']} of {b['accounts']}"
+        f" {b['flagged_by_population'] or ''}"
+    )
     console.print(f"wrote {OUT}")
 
 

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import ibis
 import numpy as np
 import pyarrow as pa
 from rich.console import Console
@@ -31,6 +32,9 @@ TRAIN_SEEDS = tuple(range(101, 111))
 # Besides each whole week, the account histories of its first day and first three days: the online
 # path scores accounts after a handful of requests, and a mid-week scan sees partial weeks.
 PREFIX_DAYS = (1.0, 3.0)
+# And each account's own first requests: what the gateway knows of an account at its first and
+# third request, wherever in the week that falls (a campaign's accounts start on different days).
+FIRST_REQUESTS = (1, 3)
 
 
 def training_set(
@@ -39,9 +43,10 @@ def training_set(
     scenario: str,
     work: Path,
     prefix_days: Sequence[float] = PREFIX_DAYS,
+    first_requests: Sequence[int] = FIRST_REQUESTS,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Feature matrix and labels over every seed, full content and metadata-only, whole weeks and
-    their `prefix_days` prefixes."""
+    """Feature matrix and labels over every seed, full content and metadata-only, whole weeks, their
+    `prefix_days` prefixes and each account's `first_requests` first requests."""
     from distillguard.sim import simulate
 
     xs, ys = [], []
@@ -59,6 +64,7 @@ def training_set(
                 accounts=run / "sim" / "accounts.csv",
             )
             windows = [feats] + [_prefix_features(store, days) for days in prefix_days]
+            windows += [_first_requests_features(store, k) for k in first_requests]
             store.close()
             for f in windows:
                 ids = f.column("account_id").to_pylist()
@@ -72,6 +78,16 @@ def _prefix_features(store: Store, days: float) -> pa.Table:
     events = store.events
     first = events.start_time.min().execute()
     early = events.filter(events.start_time < first + timedelta(days=days))
+    return account_features(early, store.table(REQUEST_SIGNALS), enriched_accounts(store)).to_pyarrow()
+
+
+def _first_requests_features(store: Store, k: int) -> pa.Table:
+    """Account features over each account's first `k` requests only."""
+    events = store.events
+    order = ibis.row_number().over(
+        group_by=events.account_id, order_by=[events.start_time, events.request_id]
+    )
+    early = events.mutate(_order=order).filter(lambda t: t._order < k).drop("_order")
     return account_features(early, store.table(REQUEST_SIGNALS), enriched_accounts(store)).to_pyarrow()
 
 
@@ -103,6 +119,7 @@ def train(
         "seeds": list(seeds),
         "benign_seeds": list(benign_seeds),
         "prefix_days": list(PREFIX_DAYS),
+        "first_requests": list(FIRST_REQUESTS),
         "scale": scale,
         "scenario": scenario,
         "rows": len(y),

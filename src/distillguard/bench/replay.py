@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,22 +33,32 @@ def replay_campaigns(
     signals: Callable[[pa.RecordBatch], pa.RecordBatch],
     policy: Policy | None = None,
     end_users: Mapping[tuple[str, str], str] | None = None,
+    benign: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Replay `events` (in time order) through `decide()`; `signals` looks up each request's signals.
 
     `end_users` maps (account, end user) of shared accounts to the end user's campaign ("" when the
-    end user is genuine): there only the campaign's end users' exchanges count as the campaign's."""
+    end user is genuine): there only the campaign's end users' exchanges count as the campaign's.
+    `benign` (account -> population) adds what the same replay costs them: the benign accounts
+    that reached `throttle` or stricter at any request, per population."""
     end_users = end_users or {}
     shared = {a for a, _ in end_users}
     det = OnlineDetector(model, policy=policy or Policy.load(), accounts=dict(accounts), signals=signals)
     seen: dict[str, int] = {}
     flagged_at: dict[str, int] = {}
+    benign = benign or {}
+    benign_seen: set[str] = set()
+    benign_flagged: set[str] = set()
     t = time.perf_counter()
     for e in events:
         d = det.decide(dict(e))
         account = e["account_id"]
         camp = campaign_of.get(account)
         if camp is None:
+            if account in benign:
+                benign_seen.add(account)
+                if d.raw_verdict in FLAGGED:
+                    benign_flagged.add(account)
             continue
         own = account not in shared or bool(end_users.get((account, e.get("end_user_id") or "")))
         seen[camp] = seen.get(camp, 0) + own
@@ -67,6 +78,11 @@ def replay_campaigns(
     return {
         "campaigns": per,
         "worst_share_before_flag": worst,
+        "benign": {
+            "accounts": len(benign_seen),
+            "flagged": len(benign_flagged),
+            "flagged_by_population": dict(sorted(Counter(benign[a] for a in benign_flagged).items())),
+        },
         "replay_s": time.perf_counter() - t,
         "events": len(events),
     }

@@ -161,8 +161,15 @@ def _replay(store: Any, truth: dict[str, Truth], accounts_csv: Path) -> dict[str
     accounts = {r["account_id"]: r for r in read_accounts(accounts_csv, RejectSink()).to_pylist()}
     campaign_of = {a: t.campaign_id for a, t in truth.items() if t.campaign_id}
     end_users = read_end_user_campaigns(accounts_csv.parent / "end_user_truth.csv")
+    benign = {a: t.population for a, t in truth.items() if not t.label}
     return replay_campaigns(
-        events, campaign_of, RiskModel.load(), accounts, signal_lookup(signals), end_users=end_users
+        events,
+        campaign_of,
+        RiskModel.load(),
+        accounts,
+        signal_lookup(signals),
+        end_users=end_users,
+        benign=benign,
     )
 
 
@@ -292,6 +299,7 @@ def print_details(results: Sequence[dict[str, Any]], console: Console) -> None:
         "unknown (no intel)",
         "benign-only attributions",
         "worst share before first flag",
+        "benign flagged online",
         "scan s",
     ):
         runs.add_column(col, justify="right")
@@ -307,9 +315,18 @@ def print_details(results: Sequence[dict[str, Any]], console: Console) -> None:
             _fmt(d["attribution"]["unknown_when_no_intel"]),
             str(d["attribution"]["benign_only_evidence"]),
             "-" if "first_flag" not in d else "never" if first is None else f"{first:.1%}",
+            _benign_online(d.get("first_flag")),
             f"{r['scan_seconds']:.1f}",
         )
     console.print(runs)
+
+
+def _benign_online(first_flag: dict[str, Any] | None) -> str:
+    """'flagged / accounts' of the replay's benign accounts, '-' without a replay."""
+    if not first_flag or "benign" not in first_flag:
+        return "-"
+    b = first_flag["benign"]
+    return f"{b['flagged']} / {b['accounts']}"
 
 
 def run_bench(
