@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
-import gc
 import json
 import os
 import platform
@@ -50,6 +49,7 @@ from distillguard.schema import EVENT_SCHEMA
 from distillguard.score import RiskModel
 from distillguard.signals import request_signals
 from distillguard.sim import simulate
+from ingest import in_subprocess
 
 OUT = Path(__file__).parent / "results" / "online.json"
 SECRET = "bench-secret"
@@ -147,6 +147,10 @@ async def _load(
     return {**_pct(lat), "sent": len(tasks), "errors": errors, "throughput_rps": len(lat) / wall}
 
 
+def _p99(run: dict[str, Any]) -> float:
+    return float(run["p99_ms"])
+
+
 def http_service(tmp: Path, event: dict[str, Any], n: int, rate: float) -> dict[str, Any]:
     port = _free_port()
     env = {**os.environ, "DISTILLGUARD_SECRET": SECRET}
@@ -160,14 +164,15 @@ def http_service(tmp: Path, event: dict[str, Any], n: int, rate: float) -> dict[
         body = json.dumps(event, default=str).encode()
         headers = {KEY_HEADER: SECRET, "content-type": "application/json"}
         httpx.post(base + "/v1/decide", content=body, headers=headers)  # warm the account's state
-        # The generator runs in this process beside the whole replayed log: moved out of the
-        # collector's reach, a full collection of it does not stall the clock between requests.
-        gc.collect()
-        gc.freeze()
-        try:
-            return asyncio.run(_load(base + "/v1/decide?update=false", body, headers, n, rate, 20))
-        finally:
-            gc.unfreeze()
+        # The load generator runs in a fresh process of its own (not beside the replayed log and the
+        # in-process measurements), three times; the median run is reported with every run's p99:
+        # this VM sometimes stalls every process at once for 100-300 ms, and one such stall puts a
+        # 10-second window's p99 at its length.
+        path = tmp / "body.json"
+        path.write_bytes(body)
+        extra = ("--url", base + "/v1/decide?update=false", "--http-requests", str(n), "--rate", str(rate))
+        runs = sorted((in_subprocess("http-load", path, __file__, *extra) for _ in range(3)), key=_p99)
+        return {**runs[1], "p99_ms_runs": [r["p99_ms"] for r in runs]}
     finally:
         proc.terminate()
         proc.wait(10)
@@ -235,7 +240,15 @@ def main() -> None:
     ap.add_argument("--http-requests", type=int, default=10000)
     ap.add_argument("--rate", type=float, default=1000.0)
     ap.add_argument("--proxy-requests", type=int, default=300)
+    ap.add_argument("--measure", choices=["http-load"], help=argparse.SUPPRESS)
+    ap.add_argument("--file", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--url", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.measure:  # the load generator's own process (see http_service)
+        headers = {KEY_HEADER: SECRET, "content-type": "application/json"}
+        load = _load(args.url, args.file.read_bytes(), headers, args.http_requests, args.rate, 20)
+        print(json.dumps(asyncio.run(load)))
+        return
     console = Console()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
