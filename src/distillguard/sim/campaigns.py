@@ -356,7 +356,8 @@ def reseller(ctx: Ctx, actor: Actor) -> Generated:
     pairs = sharegpt_pairs()
     acct = infra.make_account(
         ctx,
-        created_at=ctx.start - 240 * DAY,
+        # A random age: a fixed one is a constant the risk model learns as "the reseller".
+        created_at=ctx.start - float(ctx.rng.uniform(60, 900)) * DAY,
         email_domain="api-relay.io",
         country="HK",
         account_type="reseller",
