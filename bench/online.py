@@ -33,31 +33,24 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import httpx
-import numpy as np
 import pyarrow as pa
 from rich.console import Console
 from rich.table import Table
 
+import http_load
 from distillguard.bench.replay import read_end_user_campaigns, replay_campaigns, signal_lookup
 from distillguard.io import ReadOptions, RejectSink, read_events
 from distillguard.io.accounts import read_accounts
 from distillguard.online.decide import OnlineDetector
-from distillguard.online.service import KEY_HEADER
 from distillguard.schema import EVENT_SCHEMA
 from distillguard.score import RiskModel
 from distillguard.signals import request_signals
 from distillguard.sim import simulate
+from http_load import KEY_HEADER, SECRET, load, percentiles
 from ingest import in_subprocess
 
 OUT = Path(__file__).parent / "results" / "online.json"
-SECRET = "bench-secret"
-
-
-def _pct(samples: list[float]) -> dict[str, float]:
-    a = np.asarray(samples) * 1e3
-    return {"n": len(a), "p50_ms": float(np.percentile(a, 50)), "p99_ms": float(np.percentile(a, 99))}
 
 
 def _time(fn: Callable[[], Any], n: int) -> list[float]:
@@ -99,52 +92,11 @@ def in_process(events: list[dict[str, Any]], model: RiskModel, accounts: dict[st
     acct = sample[-1]["account_id"]
     rescore = _time(lambda: det.score(acct), 200)
     return {
-        "request_path": _pct(lookup),
-        "full_decide": _pct(full),
-        "signals_one_row": _pct(signals),
-        "rescore_one_account": _pct(rescore),
+        "request_path": percentiles(lookup),
+        "full_decide": percentiles(full),
+        "signals_one_row": percentiles(signals),
+        "rescore_one_account": percentiles(rescore),
     }
-
-
-async def _load(
-    url: str, body: bytes, headers: dict[str, str], n: int, rate: float, max_s: float
-) -> dict[str, Any]:
-    """Open-loop load: request i is sent at start + i / rate, whatever the answers before it did.
-
-    aiohttp rather than httpx: the client shares the machine's two cores with the server, and
-    httpx's per-request cost alone caps it near 300 requests/s here."""
-    lat: list[float] = []
-    errors = 0
-    connector = aiohttp.TCPConnector(limit=64)
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=5)) as client:
-
-        async def one() -> None:
-            nonlocal errors
-            t = time.perf_counter()
-            try:
-                async with client.post(url, data=body, headers=headers) as r:
-                    await r.read()
-                    ok = r.status < 500
-            except (aiohttp.ClientError, TimeoutError):
-                ok = False
-            if ok:
-                lat.append(time.perf_counter() - t)
-            else:
-                errors += 1
-
-        start = time.perf_counter()
-        tasks = []
-        for i in range(n):
-            due = start + i / rate
-            if due - start > max_s:
-                break
-            delay = due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one()))
-        await asyncio.gather(*tasks)
-        wall = time.perf_counter() - start
-    return {**_pct(lat), "sent": len(tasks), "errors": errors, "throughput_rps": len(lat) / wall}
 
 
 def _p99(run: dict[str, Any]) -> float:
@@ -171,7 +123,9 @@ def http_service(tmp: Path, event: dict[str, Any], n: int, rate: float) -> dict[
         path = tmp / "body.json"
         path.write_bytes(body)
         extra = ("--url", base + "/v1/decide?update=false", "--http-requests", str(n), "--rate", str(rate))
-        runs = sorted((in_subprocess("http-load", path, __file__, *extra) for _ in range(3)), key=_p99)
+        runs = sorted(
+            (in_subprocess("http-load", path, http_load.__file__, *extra) for _ in range(3)), key=_p99
+        )
         return {**runs[1], "p99_ms_runs": [r["p99_ms"] for r in runs]}
     finally:
         proc.terminate()
@@ -210,7 +164,7 @@ def litellm_proxy(tmp: Path, guardrail: bool, n: int) -> dict[str, Any]:
         headers = {"Authorization": "Bearer sk-bench", "content-type": "application/json"}
         for _ in range(20):
             httpx.post(base + "/v1/chat/completions", content=body, headers=headers, timeout=30)
-        return asyncio.run(_load(base + "/v1/chat/completions", body, headers, n, 100, 20))
+        return asyncio.run(load(base + "/v1/chat/completions", body, headers, n, 100, 20))
     finally:
         proc.terminate()
         proc.wait(10)
@@ -240,15 +194,7 @@ def main() -> None:
     ap.add_argument("--http-requests", type=int, default=10000)
     ap.add_argument("--rate", type=float, default=1000.0)
     ap.add_argument("--proxy-requests", type=int, default=300)
-    ap.add_argument("--measure", choices=["http-load"], help=argparse.SUPPRESS)
-    ap.add_argument("--file", type=Path, help=argparse.SUPPRESS)
-    ap.add_argument("--url", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.measure:  # the load generator's own process (see http_service)
-        headers = {KEY_HEADER: SECRET, "content-type": "application/json"}
-        load = _load(args.url, args.file.read_bytes(), headers, args.http_requests, args.rate, 20)
-        print(json.dumps(asyncio.run(load)))
-        return
     console = Console()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
