@@ -77,8 +77,7 @@ def _prefix_features(store: Store, days: float) -> pa.Table:
     """Account features over the events of the store's first `days` days only."""
     events = store.events
     first = events.start_time.min().execute()
-    early = events.filter(events.start_time < first + timedelta(days=days))
-    return account_features(early, store.table(REQUEST_SIGNALS), enriched_accounts(store)).to_pyarrow()
+    return _window_features(store, events.filter(events.start_time < first + timedelta(days=days)))
 
 
 def _first_requests_features(store: Store, k: int) -> pa.Table:
@@ -87,8 +86,11 @@ def _first_requests_features(store: Store, k: int) -> pa.Table:
     order = ibis.row_number().over(
         group_by=events.account_id, order_by=[events.start_time, events.request_id]
     )
-    early = events.mutate(_order=order).filter(lambda t: t._order < k).drop("_order")
-    return account_features(early, store.table(REQUEST_SIGNALS), enriched_accounts(store)).to_pyarrow()
+    return _window_features(store, events.mutate(_order=order).filter(lambda t: t._order < k).drop("_order"))
+
+
+def _window_features(store: Store, events: ibis.Table) -> pa.Table:
+    return account_features(events, store.table(REQUEST_SIGNALS), enriched_accounts(store)).to_pyarrow()
 
 
 def train(

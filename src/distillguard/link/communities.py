@@ -109,9 +109,6 @@ class Ties:
             names[order], a[keep], b[keep], np.asarray(w, np.float64)[keep], np.asarray(mask, np.int64)[keep]
         )
 
-    def __len__(self) -> int:
-        return len(self.weight)
-
 
 def combine_edges(edges: pa.Table, kind_weights: Mapping[str, float] = KIND_WEIGHTS) -> Ties:
     """One tie per node pair: the kind-weighted sum of its edges and the kinds behind it.
@@ -158,10 +155,10 @@ def suspicious_subgraph(
     suspicious = seed_score >= floor
     attached = np.zeros(n, dtype=bool)
     families = ties.families
+    # Each tie seen from both ends: (node, other end, weight, families).
+    node, other = np.concatenate([a, b]), np.concatenate([b, a])
+    w2, f2 = np.concatenate([w, w]), np.concatenate([families, families])
     for _ in range(rule.rounds):
-        # Each tie seen from both ends: (node, other end, weight, families).
-        node, other = np.concatenate([a, b]), np.concatenate([b, a])
-        w2, f2 = np.concatenate([w, w]), np.concatenate([families, families])
         to_susp = suspicious[other]
         share_w = np.bincount(node[to_susp], w2[to_susp], n)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -191,7 +188,7 @@ def _profile_matrix(nodes: np.ndarray, profiles: Mapping[str, np.ndarray]) -> tu
 def _similar_rows(
     x: np.ndarray, hx: np.ndarray, y: np.ndarray, hy: np.ndarray, min_similarity: float
 ) -> np.ndarray:
-    """`similar` over rows of two profile matrices."""
+    """`similar` over rows of two profile matrices (`hx`, `hy`: whether the row has a profile)."""
     if min_similarity <= 0:
         return np.ones(len(x), dtype=bool)
     nx_, ny = np.linalg.norm(x, axis=1), np.linalg.norm(y, axis=1)
@@ -203,10 +200,10 @@ def _similar_rows(
 def similar(a: np.ndarray | None, b: np.ndarray | None, min_similarity: float) -> bool:
     """Whether two capability profiles (request counts per capability) may be one campaign: cosine
     similarity >= `min_similarity`; a node without a profile (metadata-only logs) fits any."""
-    if a is None or b is None or min_similarity <= 0:
+    if a is None or b is None:
         return True
-    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
-    return na == 0 or nb == 0 or float(a @ b) / (na * nb) >= min_similarity
+    one = np.ones(1, dtype=bool)
+    return bool(_similar_rows(a[None, :], one, b[None, :], one, min_similarity)[0])
 
 
 def average_linkage(
