@@ -164,23 +164,27 @@ class RiskModel:
 
     def reasons(self, x: np.ndarray, top: int = 5) -> list[Reason]:
         """The features of one account outside the benign range, weighted by importance."""
-        out = []
-        for i, name in enumerate(FEATURES):
-            v, lo, hi = x[i], self.benign_low_[i], self.benign_high_[i]
-            if np.isnan(v) or np.isnan(lo) or np.isnan(hi) or lo <= v <= hi:
-                continue
-            span = max(hi - lo, 1e-9)
-            excess = (v - hi) / span if v > hi else (lo - v) / span
-            weight = float(self.importance_[i] * min(1.0 + excess, 5.0))
-            if weight > 0:
-                out.append(Reason(name, float(v), float(lo), float(hi), weight))
+        lo, hi = self.benign_low_, self.benign_high_
+        # A NaN value compares false; a feature without a benign range (NaN bound) gives no reason.
+        outside = ((x > hi) | (x < lo)) & ~np.isnan(lo) & ~np.isnan(hi)
+        span = np.maximum(hi - lo, 1e-9)
+        with np.errstate(invalid="ignore"):
+            excess = np.where(x > hi, (x - hi) / span, (lo - x) / span)
+        weight = self.importance_ * np.minimum(1.0 + excess, 5.0)
+        out = [
+            Reason(FEATURES[i], float(x[i]), float(lo[i]), float(hi[i]), float(weight[i]))
+            for i in np.flatnonzero(outside & (weight > 0))
+        ]
         if not out:
             # Inside every benign range yet scored high: the combination decided, so name the
             # features the model leans on most, with this account's values.
             for i in np.argsort(-self.importance_)[:3]:
                 if not np.isnan(x[i]):
-                    lo, hi = float(self.benign_low_[i]), float(self.benign_high_[i])
-                    out.append(Reason(FEATURES[i], float(x[i]), lo, hi, float(self.importance_[i])))
+                    out.append(
+                        Reason(
+                            FEATURES[i], float(x[i]), float(lo[i]), float(hi[i]), float(self.importance_[i])
+                        )
+                    )
         return sorted(out, key=lambda r: -r.weight)[:top]
 
     def save(self, path: Path = DEFAULT_MODEL, meta: dict[str, Any] | None = None) -> None:

@@ -6,6 +6,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,10 +28,9 @@ class Replay:
     labels: dict[str, int]
     model: RiskModel
 
-    def signal_lookup(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        """The batch-computed signals of a one-event batch (replays skip recomputing text signals)."""
-        rows = [self.signals[r] for r in batch.column("request_id").to_pylist()]
-        return pa.RecordBatch.from_pylist(rows)
+    def signal_lookup(self, event: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The batch-computed signals of an event (replays skip recomputing text signals)."""
+        return self.signals[event["request_id"]]
 
 
 def free_port() -> int:

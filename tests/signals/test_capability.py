@@ -82,8 +82,15 @@ def test_featurize_equals_the_vectorizer_bit_for_bit(sharegpt, items):
         + [" ".join(sharegpt[:40]), "", " ", "İSTANBUL ÇOK\u00a0güzel\u2003ΣΑΣ", "a\n\n\tb"]
     )
     want = vectorizer().transform([clip(t) for t in texts])
+    # A batch takes the sparse-product path; a few texts at a time (the gateway) take the sort path.
+    small = [(i, i + 3) for i in range(0, len(texts), 37)] + [(len(texts) - 5, len(texts))]
     for _ in range(2):
         got = featurize(texts)
         assert np.array_equal(got.indptr, want.indptr)
         assert np.array_equal(got.indices, want.indices)
         assert np.array_equal(got.data, want.data)
+        for lo, hi in small:
+            part, expect = featurize(texts[lo:hi]), want[lo:hi]
+            assert np.array_equal(part.indptr, expect.indptr)
+            assert np.array_equal(part.indices, expect.indices)
+            assert np.array_equal(part.data, expect.data)

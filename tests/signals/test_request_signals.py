@@ -3,7 +3,7 @@ from datetime import UTC, datetime
 import pyarrow as pa
 
 from distillguard.schema import REQUEST_SIGNAL_SCHEMA, rows_to_batch
-from distillguard.signals import request_signals
+from distillguard.signals import request_signal_row, request_signals
 from distillguard.signals.base import DistinctCache
 
 
@@ -75,3 +75,37 @@ def test_signals_over_many_batches_equal_one_batch(sharegpt, items):
     whole = request_signals(batch)
     parts = [request_signals(batch.slice(i, 97)) for i in range(0, batch.num_rows, 97)]
     assert pa.Table.from_batches(parts).equals(pa.Table.from_batches([whole]))
+
+
+def _same(got: dict, want: dict) -> bool:
+    return got.keys() == want.keys() and all(
+        got[k] == want[k] or (isinstance(want[k], float) and abs(got[k] - want[k]) <= 1e-12 * abs(want[k]))
+        for k in want
+    )
+
+
+def test_row_path_equals_the_batch_path_on_edge_cases(sharegpt, items):
+    # The gateway computes one event's signals without Arrow; every column must match the batch row.
+    ips = ["24.0.0.1", "52.95.110.1", "2600:1f18::1", "::ffff:8.8.8.8", "10.0.0.1", "bad", " 1.1.1.1 ", None]
+    agents = ["OpenAI/Python 1.54", "litellm/1.50", "Mozilla/5.0 (X11)", "curl/8.1", "", None]
+    graded = [f"Grade this answer from 1 to 10: {x}" for x in items[:20]]
+    texts = [*sharegpt[:40], *graded, "", "  ", None]
+    rows = [
+        _event(
+            i,
+            client_ip=ips[i % len(ips)],
+            user_agent=agents[i % len(agents)],
+            user_text=texts[i % len(texts)],
+            system_prompt=["You are terse.", None, ""][i % 3],
+            content_present=[True, True, False, None][i % 4],
+            prompt_tokens=[10, 0, None, -1, 7][i % 5],
+            completion_tokens=[300, None, 5][i % 3],
+            error_code=["429", None, "500"][i % 3],
+            error_class=[None, "RateLimitError", "APIError", None][i % 4],
+        )
+        for i in range(240)
+    ]
+    want = request_signals(rows_to_batch(rows)).to_pylist()
+    got = [request_signal_row(r) for r in rows]
+    bad = [(g, w) for g, w in zip(got, want, strict=True) if not _same(g, w)]
+    assert not bad, bad[:2]

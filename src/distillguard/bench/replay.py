@@ -96,11 +96,7 @@ def read_end_user_campaigns(path: Path) -> dict[tuple[str, str], str]:
         return {(r["account_id"], r["end_user_id"]): r["campaign_id"] for r in csv.DictReader(fh)}
 
 
-def signal_lookup(rows: Sequence[Mapping[str, Any]]) -> Callable[[pa.RecordBatch], pa.RecordBatch]:
+def signal_lookup(rows: Sequence[Mapping[str, Any]]) -> Callable[[Mapping[str, Any]], Mapping[str, Any]]:
     """A `signals` function for the detector over precomputed request_signals rows."""
     by_id = {r["request_id"]: r for r in rows}
-
-    def lookup(batch: pa.RecordBatch) -> pa.RecordBatch:
-        return pa.RecordBatch.from_pylist([by_id[r] for r in batch.column("request_id").to_pylist()])
-
-    return lookup
+    return lambda event: by_id[event["request_id"]]

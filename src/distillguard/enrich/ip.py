@@ -14,15 +14,17 @@ from __future__ import annotations
 import csv
 import ipaddress
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 from iporigin.core import dataset as iporigin_dataset
 
-from distillguard.signals.base import per_distinct
+from distillguard.signals.base import DistinctCache, per_distinct
 
 ASN_TABLE = Path(__file__).parent / "data" / "asn.npz"
 
@@ -157,6 +159,10 @@ def _lookup_rows(ips: list[str | None]) -> list[dict]:
     return [dict(zip(found, row, strict=True)) for row in zip(*found.values(), strict=True)]
 
 
+# Clients keep their addresses across batches and across requests at the gateway.
+_IPS = DistinctCache(_lookup_rows)
+
+
 class IpEnricher:
     """Signal: `client_ip` -> ip_prefix, asn, asn_org, ip_kind (null when the IP is null)."""
 
@@ -166,8 +172,11 @@ class IpEnricher:
     )
 
     def transform(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        found = per_distinct(batch.column("client_ip"), _lookup_rows, pa.struct(self.columns))
+        found = per_distinct(batch.column("client_ip"), _IPS, pa.struct(self.columns))
         return pa.RecordBatch.from_struct_array(found)
+
+    def row(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        return dict(_IPS([event.get("client_ip")])[0])
 
 
 def build_asn_table(csv_dir: Path, out: Path = ASN_TABLE) -> None:

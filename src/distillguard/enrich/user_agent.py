@@ -8,6 +8,9 @@ their own token in the agent.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import pyarrow as pa
 
 from distillguard.signals.base import per_distinct
@@ -62,3 +65,6 @@ class UserAgentEnricher:
     def transform(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         column = per_distinct(batch.column("user_agent"), lambda xs: [ua_family(x) for x in xs], pa.string())
         return pa.RecordBatch.from_arrays([column], schema=self.columns)
+
+    def row(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        return {"ua_family": ua_family(event.get("user_agent"))}

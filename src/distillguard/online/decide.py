@@ -22,14 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from distillguard.online import features as online_features
 from distillguard.online.compiled import CompiledRiskModel
 from distillguard.online.state import AccountState, MemoryState, State, StateUnavailable
 from distillguard.policy import Policy
-from distillguard.schema import VERDICTS, rows_to_batch
+from distillguard.schema import VERDICTS
 from distillguard.score import RiskModel
+from distillguard.signals import request_signal_row
 
 ACTIONS: tuple[str, ...] = ("throttle", "step_up_verification", "block", "degrade")
 _DAY = 86400.0
@@ -83,12 +83,6 @@ class PolicyFile:
         return self._policy
 
 
-def _signals_default(batch: pa.RecordBatch) -> pa.RecordBatch:
-    from distillguard.signals import request_signals
-
-    return request_signals(batch)
-
-
 class OnlineDetector:
     """Streaming detector: per-request signals, per-account state, cached calibrated risk, policy.
 
@@ -100,7 +94,7 @@ class OnlineDetector:
     accounts: account-table rows by account id (ACCOUNT_SCHEMA fields) for the static features.
     rescore_every: most requests between two scorings of an account.
     on_state_error: the verdict when the state store is down: "allow" fails open, "block" closed.
-    signals: the per-request signal function over an EVENT_SCHEMA batch (batch's by default).
+    signals: one event's request-signal row (the batch signals' row path by default).
     """
 
     def __init__(
@@ -111,7 +105,7 @@ class OnlineDetector:
         accounts: Mapping[str, Mapping[str, Any]] | None = None,
         rescore_every: int = 16,
         on_state_error: str = "allow",
-        signals: Callable[[pa.RecordBatch], pa.RecordBatch] = _signals_default,
+        signals: Callable[[Mapping[str, Any]], Mapping[str, Any]] = request_signal_row,
     ) -> None:
         if on_state_error not in VERDICTS:
             raise ValueError(f"on_state_error: {on_state_error!r} is not one of {VERDICTS}")
@@ -154,7 +148,7 @@ class OnlineDetector:
 
     def request_signals(self, event: Mapping[str, Any]) -> dict[str, Any]:
         """The batch per-request signals of one event, as a dict."""
-        return dict(self.signals(rows_to_batch([event])).to_pylist()[0])
+        return dict(self.signals(event))
 
     def feature_vector(self, account_id: str) -> np.ndarray:
         """The account's current features in FEATURES order (NaNs for an unseen account)."""

@@ -27,6 +27,7 @@ _SPARSE_MAX = 128
 _P = 10  # 1024 registers: about 3 % standard error past the sparse range
 _M = 1 << _P
 _MASK64 = (1 << 64) - 1
+_RANK_MAX = 64 - _P + 1  # the largest register value
 _SEED = 20260401
 
 
@@ -37,11 +38,16 @@ class StateUnavailable(RuntimeError):
 class DistinctCounter:
     """Distinct count: an exact set of 64-bit hashes while small, a HyperLogLog (p=10) beyond."""
 
-    __slots__ = ("_hashes", "_registers")
+    __slots__ = ("_hashes", "_inverse_sum", "_registers", "_zeros")
 
     def __init__(self) -> None:
         self._hashes: set[int] | None = set()
         self._registers: bytearray | None = None
+        # The estimator's sum of 2**-register (in units of 2**-_RANK_MAX, so exact in any order) and
+        # its count of empty registers, kept as registers change: `count` is O(1), and the detector
+        # reads every counter whenever it rescores.
+        self._inverse_sum = _M << _RANK_MAX
+        self._zeros = _M
 
     def add(self, value: str) -> None:
         h = mmh3.hash64(value, _SEED, signed=False)[0]
@@ -55,6 +61,7 @@ class DistinctCounter:
     def _densify(self) -> None:
         hashes, self._hashes = self._hashes or set(), None
         self._registers = bytearray(_M)
+        self._inverse_sum, self._zeros = _M << _RANK_MAX, _M
         for h in hashes:
             self._set_register(h)
 
@@ -62,18 +69,19 @@ class DistinctCounter:
         assert self._registers is not None
         idx = h >> (64 - _P)
         rest = (h << _P) & _MASK64
-        rank = 64 - _P + 1 if rest == 0 else 65 - rest.bit_length()
-        if rank > self._registers[idx]:
+        rank = _RANK_MAX if rest == 0 else 65 - rest.bit_length()
+        old = self._registers[idx]
+        if rank > old:
             self._registers[idx] = rank
+            self._inverse_sum += (1 << (_RANK_MAX - rank)) - (1 << (_RANK_MAX - old))
+            self._zeros -= old == 0
 
     def count(self) -> int:
         if self._hashes is not None:
             return len(self._hashes)
-        regs = self._registers or bytearray(_M)
-        estimate = 0.7213 / (1 + 1.079 / _M) * _M * _M / sum(2.0**-r for r in regs)
-        zeros = regs.count(0)
-        if estimate <= 2.5 * _M and zeros:
-            estimate = _M * math.log(_M / zeros)  # linear counting for the small range
+        estimate = 0.7213 / (1 + 1.079 / _M) * _M * _M / (self._inverse_sum / (1 << _RANK_MAX))
+        if estimate <= 2.5 * _M and self._zeros:
+            estimate = _M * math.log(_M / self._zeros)  # linear counting for the small range
         return round(estimate)
 
     def to_obj(self) -> list[int] | str:
@@ -84,6 +92,8 @@ class DistinctCounter:
         out = cls()
         if isinstance(obj, str):
             out._hashes, out._registers = None, bytearray.fromhex(obj)
+            out._inverse_sum = sum(1 << (_RANK_MAX - r) for r in out._registers)
+            out._zeros = out._registers.count(0)
         else:
             out._hashes = set(obj)
         return out
@@ -275,6 +285,9 @@ class MemoryState:
     def __init__(self) -> None:
         self._accounts: dict[str, AccountState] = {}
         self._links: dict[tuple[str, str], DistinctCounter] = {}
+        # Each key's current distinct-account count by kind, so a rescoring reads up to MAX_KEYS
+        # counts as plain dictionary lookups.
+        self._link_counts: dict[str, dict[str, int]] = {}
         self._first: dict[str, float] = {}
         self._buckets: dict[str, tuple[float, float]] = {}
 
@@ -293,13 +306,11 @@ class MemoryState:
         if counter is None:
             counter = self._links[(kind, key)] = DistinctCounter()
         counter.add(account_id)
+        self._link_counts.setdefault(kind, {})[key] = counter.count()
 
     def accounts_on(self, kind: str, keys: Iterable[str]) -> dict[str, int]:
-        out = {}
-        for k in keys:
-            c = self._links.get((kind, k))
-            out[k] = c.count() if c is not None else 0
-        return out
+        counts = self._link_counts.get(kind, {})
+        return {k: counts.get(k, 0) for k in keys}
 
     def first_seen(self, name: str, ts: float) -> float:
         cur = self._first.get(name)

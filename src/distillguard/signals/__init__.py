@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from functools import cache
+from typing import Any
+
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from distillguard.schema import REQUEST_SIGNAL_SCHEMA
-from distillguard.signals.base import Signal, apply_signals, prompt_text
+from distillguard.signals.base import Signal, apply_signals, prompt_of, prompt_text
 
 
 class PromptLengthSignal:
@@ -18,6 +22,10 @@ class PromptLengthSignal:
     def transform(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         length = pc.cast(pc.utf8_length(prompt_text(batch)), pa.int64())
         return pa.RecordBatch.from_arrays([length], schema=self.columns)
+
+    def row(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        text = prompt_of(event)
+        return {"prompt_chars": None if text is None else len(text)}
 
 
 def default_signals() -> list[Signal]:
@@ -46,4 +54,17 @@ def request_signals(batch: pa.RecordBatch) -> pa.RecordBatch:
     return apply_signals(batch, default_signals(), REQUEST_SIGNAL_SCHEMA)
 
 
-__all__ = ["Signal", "apply_signals", "default_signals", "request_signals"]
+@cache
+def _shared_signals() -> tuple[Signal, ...]:
+    return tuple(default_signals())
+
+
+def request_signal_row(event: Mapping[str, Any]) -> dict[str, Any]:
+    """One event's REQUEST_SIGNAL_SCHEMA row as a dict, equal to its row of `request_signals`."""
+    out: dict[str, Any] = {"request_id": event.get("request_id")}
+    for signal in _shared_signals():
+        out.update(signal.row(event))
+    return out
+
+
+__all__ = ["Signal", "apply_signals", "default_signals", "request_signal_row", "request_signals"]

@@ -1,14 +1,16 @@
 """The protocol every per-request signal follows, and the chain that runs them.
 
-A signal is a small object with a `name`, the output `columns` it adds, and a vectorized
-`transform(batch)` over an Arrow batch of events returning those columns for the same rows.
-Signals are pure and row-wise, so the same code runs in DuckDB locally and in Spark's
-`mapInArrow` at scale.
+A signal is a small object with a `name`, the output `columns` it adds, a vectorized
+`transform(batch)` over an Arrow batch of events returning those columns for the same rows, and
+`row(event)`, the same columns for one event dict. Signals are pure and row-wise, so the same code
+runs in DuckDB locally, in Spark's `mapInArrow` at scale, and per request at the gateway: `row`
+calls the very function that `transform` applies per distinct value, without the Arrow round trip
+that costs more than the work on a single request.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import mmh3
@@ -21,6 +23,8 @@ class Signal(Protocol):
     columns: pa.Schema
 
     def transform(self, batch: pa.RecordBatch) -> pa.RecordBatch: ...
+
+    def row(self, event: Mapping[str, Any]) -> dict[str, Any]: ...
 
 
 def apply_signals(batch: pa.RecordBatch, signals: Sequence[Signal], out_schema: pa.Schema) -> pa.RecordBatch:
@@ -89,3 +93,11 @@ def prompt_text(batch: pa.RecordBatch, with_system: bool = False) -> pa.Array:
         joined = pc.binary_join_element_wise(batch.column("system_prompt"), user, "\n")
         user = pc.coalesce(joined, user)
     return pc.if_else(batch.column("content_present"), user, pa.nulls(len(user), pa.string()))
+
+
+def prompt_of(event: Mapping[str, Any], with_system: bool = False) -> str | None:
+    """`prompt_text` of one event dict."""
+    if not event.get("content_present"):
+        return None
+    user, system = event.get("user_text"), event.get("system_prompt")
+    return f"{system}\n{user}" if with_system and user is not None and system is not None else user

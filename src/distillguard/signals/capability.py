@@ -11,8 +11,9 @@ rebuilds both.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,8 @@ import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import HashingVectorizer
-from sklearn.preprocessing import normalize
 
-from distillguard.signals.base import DistinctCache, per_distinct, prompt_text
+from distillguard.signals.base import DistinctCache, per_distinct, prompt_of, prompt_text
 
 MODEL_DIR = Path(__file__).parent / "models"
 HEAD_CHARS = 600
@@ -51,38 +51,92 @@ class _WordFeatures:
     """Hashed char_wb n-gram counts per distinct word, kept across batches up to `limit` words.
 
     char_wb n-grams never cross whitespace, so a text's counts are the sum of its words' counts.
-    Words repeat far more than texts do, so each is hashed once (one sklearn call per batch).
+    Words repeat far more than texts do, so each is hashed once (one sklearn call per batch). The
+    word table is a CSR matrix whose buffers grow by doubling, so adding a word costs its own
+    n-grams rather than a copy of the whole table: the online path classifies one prompt at a time.
     """
 
     def __init__(self, limit: int = 200_000) -> None:
         self.limit = limit
-        self.index: dict[str, int] = {}
-        self.matrix = sp.csr_matrix((0, VECTORIZER["n_features"]))
         self._hasher = HashingVectorizer(**(VECTORIZER | {"lowercase": False, "norm": None}))
+        self._clear()
 
-    def counts(self, texts: list[str]) -> sp.csr_matrix:
-        """Raw hashed counts per text; texts are already lower-cased and clipped."""
-        docs = [t.split() for t in texts]  # the vectorizer's split: whitespace runs
-        words = [w for doc in docs for w in doc]
+    def _clear(self) -> None:
+        self.index: dict[str, int] = {}
+        self._indptr = np.zeros(1, dtype=np.int64)
+        self._indices = np.empty(0, dtype=np.int32)
+        self._data = np.empty(0, dtype=np.float64)
+        self._rows = 0
+
+    def _append(self, lengths: np.ndarray, cols: np.ndarray, data: np.ndarray) -> None:
+        """Add words whose n-gram columns (`lengths[i]` entries each, in word order) are `cols`."""
+        n, nnz = self._rows, int(self._indptr[self._rows])
+        if n + len(lengths) + 1 > len(self._indptr):
+            self._indptr = np.resize(self._indptr, max(2 * len(self._indptr), n + len(lengths) + 1))
+        if nnz + len(cols) > len(self._indices):
+            size = max(2 * len(self._indices), nnz + len(cols))
+            self._indices, self._data = np.resize(self._indices, size), np.resize(self._data, size)
+        self._indptr[n + 1 : n + len(lengths) + 1] = np.cumsum(lengths) + nnz
+        self._indices[nnz : nnz + len(cols)] = cols
+        self._data[nnz : nnz + len(cols)] = data
+        self._rows += len(lengths)
+
+    def _word_ids(self, words: list[str]) -> np.ndarray:
         distinct = dict.fromkeys(words)
         new = [w for w in distinct if w not in self.index]
         if len(self.index) + len(new) > self.limit:
-            self.index, self.matrix = {}, sp.csr_matrix((0, VECTORIZER["n_features"]))
+            self._clear()
             new = list(distinct)
         if new:
             ascii_words = [w for w in new if w.isascii()]
             other = [w for w in new if not w.isascii()]
-            hashed = [_ascii_word_counts(ascii_words)] + ([self._hasher.transform(other)] if other else [])
             # The table grows before the index, so an index entry always has its row.
-            self.matrix = sp.vstack([self.matrix, *hashed], format="csr")
+            lengths, cols = _ascii_word_counts(ascii_words)
+            self._append(lengths, cols, np.ones(len(cols)))
+            if other:
+                hashed = sp.csr_matrix(self._hasher.transform(other))
+                self._append(np.diff(hashed.indptr), hashed.indices, hashed.data)
             new = ascii_words + other
             self.index.update(zip(new, range(len(self.index), len(self.index) + len(new)), strict=True))
-        ids = np.array(list(map(self.index.__getitem__, words)), dtype=np.int64)
-        indptr = np.cumsum([0, *map(len, docs)], dtype=np.int64)
-        shape = (len(texts), self.matrix.shape[0])
-        return sp.csr_matrix(sp.csr_matrix((np.ones(len(ids)), ids, indptr), shape=shape) @ self.matrix)
+        return np.fromiter(map(self.index.__getitem__, words), dtype=np.int64, count=len(words))
+
+    def features(self, texts: list[str]) -> sp.csr_matrix:
+        """L2-normalised hashed counts per text, in the vectorizer's canonical CSR order; texts are
+        already lower-cased and clipped. Counts are whole numbers, so sums and norms are exact."""
+        docs = [t.split() for t in texts]  # the vectorizer's split: whitespace runs
+        ids = self._word_ids([w for doc in docs for w in doc])
+        words_per_doc = np.fromiter(map(len, docs), np.int64, len(docs))
+        starts = self._indptr[ids]
+        lengths = self._indptr[ids + 1] - starts
+        shape = (len(docs), int(VECTORIZER["n_features"]))
+        if lengths.sum() <= _SMALL:
+            # A few prompts (the gateway's one): gather the words' n-grams and merge duplicates with
+            # one small sort; no (texts x words) product, whose per-call set-up scales with 2**18.
+            pos = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
+            doc = np.repeat(np.repeat(np.arange(len(docs)), words_per_doc), lengths)
+            keys, inverse = np.unique(doc * shape[1] + self._indices[pos], return_inverse=True)
+            data = np.bincount(inverse, weights=self._data[pos])
+            indptr = np.concatenate(([0], np.cumsum(np.bincount(keys // shape[1], minlength=len(docs)))))
+            out = sp.csr_matrix((data, (keys % shape[1]).astype(np.int32), indptr), shape=shape)
+        else:
+            n, nnz = self._rows, int(self._indptr[self._rows])
+            table = sp.csr_matrix(
+                (self._data[:nnz], self._indices[:nnz], self._indptr[: n + 1]),
+                shape=(n, shape[1]),
+                copy=False,
+            )
+            indptr = np.concatenate(([0], np.cumsum(words_per_doc)))
+            # (texts x words) @ (words x n-grams): the product's rows hold each n-gram once already.
+            out = sp.csr_matrix((np.ones(len(ids)), ids, indptr), shape=(len(docs), n)) @ table
+            out.sum_duplicates()  # the vectorizer's canonical order, so the l2 norms match bit for bit
+        row = np.repeat(np.arange(len(docs)), np.diff(out.indptr))
+        norms = np.sqrt(np.bincount(row, weights=out.data * out.data, minlength=len(docs)))
+        out.data /= norms[row]
+        return sp.csr_matrix(out)
 
 
+# Below this many word n-gram entries (about 20 prompts), `features` merges with a sort.
+_SMALL = 20_000
 _WORDS = _WordFeatures()
 _C1, _C2 = np.uint32(0xCC9E2D51), np.uint32(0x1B873593)
 
@@ -105,13 +159,13 @@ def _murmur3_short(packed: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return h.view(np.int32)
 
 
-def _ascii_word_counts(words: list[str]) -> sp.csr_matrix:
-    """The hasher's counts for ASCII words, in numpy: char_wb pads a word with spaces and takes every
-    n-gram for n = 2..4 that fits (a padded word shorter than n yields nothing more), so all keys are
-    1-4 bytes and hash in bulk."""
-    n_features = int(VECTORIZER["n_features"])
+def _ascii_word_counts(words: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The hasher's n-gram columns for ASCII words, in numpy: char_wb pads a word with spaces and
+    takes every n-gram for n = 2..4 that fits (a padded word shorter than n yields nothing more), so
+    all keys are 1-4 bytes and hash in bulk. Returns entries per word and the columns in word order
+    (a column repeats as often as its n-gram occurs)."""
     if not words:
-        return sp.csr_matrix((0, n_features))
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int32)
     padded = np.array([len(w) + 2 for w in words], dtype=np.int64)
     buf = np.frombuffer("".join(f" {w} " for w in words).encode("ascii") + b"\0\0\0", dtype=np.uint8)
     starts = np.cumsum(padded) - padded
@@ -126,16 +180,15 @@ def _ascii_word_counts(words: list[str]) -> sp.csr_matrix:
             packed |= buf[pos + t].astype(np.uint32) << np.uint32(8 * t)
         rows.append(row)
         hashes.append(_murmur3_short(packed, np.full(len(pos), n)))
-    cols = np.abs(np.concatenate(hashes).astype(np.int64)) % n_features
+    cols = np.abs(np.concatenate(hashes).astype(np.int64)) % int(VECTORIZER["n_features"])
     row_ids = np.concatenate(rows)
-    return sp.csr_matrix((np.ones(len(cols)), (row_ids, cols)), shape=(len(words), n_features))
+    order = np.argsort(row_ids, kind="stable")
+    return np.bincount(row_ids, minlength=len(words)), cols[order].astype(np.int32)
 
 
 def featurize(texts: list[str]) -> sp.csr_matrix:
     """Exactly `vectorizer().transform([clip(t) for t in texts])`, hashing each distinct word once."""
-    features = _WORDS.counts([clip(t).lower() for t in texts])
-    features.sum_duplicates()  # the vectorizer's canonical order, so the l2 norms match bit for bit
-    return sp.csr_matrix(normalize(features, norm="l2", copy=False))
+    return _WORDS.features([clip(t).lower() for t in texts])
 
 
 @dataclass(frozen=True)
@@ -147,9 +200,15 @@ class CapabilityModel:
     intercept: np.ndarray
     temperature: float
 
+    @cached_property
+    def _weights(self) -> np.ndarray:
+        # (n_features, classes), contiguous and float64 like the features: given `coef.T` instead,
+        # scipy copies and up-casts all 2**18 rows on every call, which is most of one prompt's cost.
+        return np.ascontiguousarray(self.coef.T, dtype=np.float64)
+
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         features = featurize(texts)
-        logits = (features @ self.coef.T + self.intercept) / self.temperature
+        logits = (features @ self._weights + self.intercept) / self.temperature
         logits -= logits.max(axis=1, keepdims=True)
         exp = np.exp(logits)
         return np.asarray(exp / exp.sum(axis=1, keepdims=True))
@@ -202,3 +261,6 @@ class CapabilitySignal:
     def transform(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         found = per_distinct(prompt_text(batch, with_system=True), _CAPABILITIES, pa.struct(self.columns))
         return pa.RecordBatch.from_struct_array(found)
+
+    def row(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        return dict(_CAPABILITIES([prompt_of(event, with_system=True)])[0])

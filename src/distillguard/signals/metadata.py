@@ -7,6 +7,9 @@ how much output was bought per input token (distillers want long answers to shor
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -29,3 +32,9 @@ class MetadataSignal:
             pc.if_else(pc.greater(prompt, 0), pc.cast(prompt, pa.float64()), None),
         )
         return pa.RecordBatch.from_arrays([limited, ratio], schema=self.columns)
+
+    def row(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        prompt, completion = event.get("prompt_tokens"), event.get("completion_tokens")
+        limited = event.get("error_code") == "429" or event.get("error_class") in _RATE_LIMIT_CLASSES
+        ratio = completion / prompt if completion is not None and prompt is not None and prompt > 0 else None
+        return {"is_rate_limited": limited, "output_ratio": ratio}

@@ -14,12 +14,14 @@ the same on every engine, machine and run.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 
 import mmh3
 import numpy as np
 import pyarrow as pa
 
-from distillguard.signals.base import DistinctCache, per_distinct, prompt_text
+from distillguard.signals.base import DistinctCache, per_distinct, prompt_of, prompt_text
 
 SEED = 20260401
 WINDOW = 16  # tokens kept from each end of the masked prompt
@@ -103,3 +105,6 @@ class TemplateSignal:
     def transform(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         column = per_distinct(prompt_text(batch, with_system=True), _TEMPLATE_IDS, pa.string())
         return pa.RecordBatch.from_arrays([column], schema=self.columns)
+
+    def row(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        return {"template_id": _TEMPLATE_IDS([prompt_of(event, with_system=True)])[0]}
