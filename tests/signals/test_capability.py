@@ -13,6 +13,7 @@ from distillguard.signals.capability import (
     classify,
     clip,
     featurize,
+    shipped_model,
     vectorizer,
 )
 from distillguard.signals.train_capability import WRAPPERS
@@ -94,3 +95,12 @@ def test_featurize_equals_the_vectorizer_bit_for_bit(sharegpt, items):
             assert np.array_equal(part.indptr, expect.indptr)
             assert np.array_equal(part.indices, expect.indices)
             assert np.array_equal(part.data, expect.data)
+
+
+def test_one_prompt_scores_as_in_a_batch(sharegpt, items):
+    # The gateway scores prompts one at a time (no sparse matrix); a scan scores them in batches.
+    model = shipped_model()
+    texts = sharegpt[:150] + [f"Explain your reasoning step by step: {x}" for x in items[:50]] + ["  ", "?"]
+    batch = model.predict_proba(texts)
+    single = np.stack([model.predict_proba([t])[0] for t in texts])
+    np.testing.assert_allclose(single, batch, rtol=1e-12, atol=1e-15)

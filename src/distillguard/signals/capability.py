@@ -100,43 +100,48 @@ class _WordFeatures:
             self.index.update(zip(new, range(len(self.index), len(self.index) + len(new)), strict=True))
         return np.fromiter(map(self.index.__getitem__, words), dtype=np.int64, count=len(words))
 
+    def ngram_counts(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """One text's hashed n-gram columns (sorted) and their counts; lower-cased and clipped."""
+        ids = self._word_ids(text.split())  # the vectorizer's split: whitespace runs
+        starts = self._indptr[ids]
+        lengths = self._indptr[ids + 1] - starts
+        pos = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
+        cols, inverse = np.unique(self._indices[pos], return_inverse=True)
+        return cols, np.bincount(inverse, weights=self._data[pos], minlength=len(cols))
+
     def features(self, texts: list[str]) -> sp.csr_matrix:
         """L2-normalised hashed counts per text, in the vectorizer's canonical CSR order; texts are
         already lower-cased and clipped. Counts are whole numbers, so sums and norms are exact."""
-        docs = [t.split() for t in texts]  # the vectorizer's split: whitespace runs
-        ids = self._word_ids([w for doc in docs for w in doc])
-        words_per_doc = np.fromiter(map(len, docs), np.int64, len(docs))
-        starts = self._indptr[ids]
-        lengths = self._indptr[ids + 1] - starts
-        shape = (len(docs), int(VECTORIZER["n_features"]))
-        if lengths.sum() <= _SMALL:
-            # A few prompts (the gateway's one): gather the words' n-grams and merge duplicates with
-            # one small sort; no (texts x words) product, whose per-call set-up scales with 2**18.
-            pos = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
-            doc = np.repeat(np.repeat(np.arange(len(docs)), words_per_doc), lengths)
-            keys, inverse = np.unique(doc * shape[1] + self._indices[pos], return_inverse=True)
-            data = np.bincount(inverse, weights=self._data[pos])
-            indptr = np.concatenate(([0], np.cumsum(np.bincount(keys // shape[1], minlength=len(docs)))))
-            out = sp.csr_matrix((data, (keys % shape[1]).astype(np.int32), indptr), shape=shape)
+        shape = (len(texts), int(VECTORIZER["n_features"]))
+        if len(texts) <= _FEW:
+            # A few prompts (the gateway's one): no (texts x words) product, whose per-call set-up
+            # scales with 2**18 columns.
+            parts = [self.ngram_counts(t) for t in texts]
+            indptr = np.concatenate(([0], np.cumsum([len(c) for c, _ in parts])))
+            cols = np.concatenate([c for c, _ in parts]).astype(np.int32)
+            data = np.concatenate([d for _, d in parts])
+            out = sp.csr_matrix((data, cols, indptr), shape=shape)
         else:
+            docs = [t.split() for t in texts]
+            ids = self._word_ids([w for doc in docs for w in doc])
             n, nnz = self._rows, int(self._indptr[self._rows])
             table = sp.csr_matrix(
                 (self._data[:nnz], self._indices[:nnz], self._indptr[: n + 1]),
                 shape=(n, shape[1]),
                 copy=False,
             )
-            indptr = np.concatenate(([0], np.cumsum(words_per_doc)))
+            indptr = np.concatenate(([0], np.cumsum(np.fromiter(map(len, docs), np.int64, len(docs)))))
             # (texts x words) @ (words x n-grams): the product's rows hold each n-gram once already.
             out = sp.csr_matrix((np.ones(len(ids)), ids, indptr), shape=(len(docs), n)) @ table
             out.sum_duplicates()  # the vectorizer's canonical order, so the l2 norms match bit for bit
-        row = np.repeat(np.arange(len(docs)), np.diff(out.indptr))
-        norms = np.sqrt(np.bincount(row, weights=out.data * out.data, minlength=len(docs)))
+        row = np.repeat(np.arange(len(texts)), np.diff(out.indptr))
+        norms = np.sqrt(np.bincount(row, weights=out.data * out.data, minlength=len(texts)))
         out.data /= norms[row]
         return sp.csr_matrix(out)
 
 
-# Below this many word n-gram entries (about 20 prompts), `features` merges with a sort.
-_SMALL = 20_000
+# Up to this many texts, `features` and `predict_proba` work text by text.
+_FEW = 8
 _WORDS = _WordFeatures()
 _C1, _C2 = np.uint32(0xCC9E2D51), np.uint32(0x1B873593)
 
@@ -207,8 +212,16 @@ class CapabilityModel:
         return np.ascontiguousarray(self.coef.T, dtype=np.float64)
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
-        features = featurize(texts)
-        logits = (features @ self._weights + self.intercept) / self.temperature
+        if len(texts) <= _FEW:
+            # One prompt at the gateway: its normalised counts times the rows of its columns.
+            logits = np.empty((len(texts), len(self.classes)))
+            for i, text in enumerate(texts):
+                cols, counts = _WORDS.ngram_counts(clip(text).lower())
+                norm = np.sqrt(counts @ counts)
+                logits[i] = (counts / norm) @ self._weights[cols] if norm else 0.0
+        else:
+            logits = featurize(texts) @ self._weights
+        logits = (logits + self.intercept) / self.temperature
         logits -= logits.max(axis=1, keepdims=True)
         exp = np.exp(logits)
         return np.asarray(exp / exp.sum(axis=1, keepdims=True))
