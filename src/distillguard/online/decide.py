@@ -17,7 +17,7 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +57,11 @@ class Decision:
         return "block" in self.actions
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Shallow: the reasons are already plain dicts (asdict's deep copy was a tenth of a request).
+        return {f: getattr(self, f) for f in _DECISION_FIELDS}
+
+
+_DECISION_FIELDS = tuple(Decision.__dataclass_fields__)
 
 
 class PolicyFile:
