@@ -14,6 +14,7 @@ from distillguard.features import FEATURES
 from distillguard.online.compiled import CompiledRiskModel
 from distillguard.online.decide import OnlineDetector
 from distillguard.online.state import DistinctCounter
+from distillguard.score import RiskModel
 
 
 def _policy(path: Path, block: float, monitor: bool = False, allow: tuple[str, ...] = ()) -> Path:
@@ -66,9 +67,10 @@ def test_compiled_model_equals_risk_model(replay: Replay) -> None:
     rng = np.random.default_rng(1)
     X = rng.normal(size=(50, len(FEATURES))) * 10
     X[rng.random(X.shape) < 0.3] = np.nan
-    compiled = CompiledRiskModel(replay.model)
-    got = np.array([compiled.predict_one(x) for x in X])
-    np.testing.assert_allclose(got, replay.model.predict_proba(X), atol=1e-12)
+    for model in (replay.model, RiskModel.load()):  # a small test model; the shipped one, 22 levels deep
+        compiled = CompiledRiskModel(model)
+        got = np.array([compiled.predict_one(x) for x in X])
+        np.testing.assert_allclose(got, model.predict_proba(X), atol=1e-12)
 
 
 @pytest.mark.parametrize("n", [1, 100, 128, 5000, 50_000])

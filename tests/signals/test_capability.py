@@ -10,6 +10,7 @@ from distillguard.signals.capability import (
     MODEL_DIR,
     CapabilityModel,
     CapabilitySignal,
+    _WordFeatures,
     classify,
     clip,
     featurize,
@@ -104,3 +105,17 @@ def test_one_prompt_scores_as_in_a_batch(sharegpt, items):
     batch = model.predict_proba(texts)
     single = np.stack([model.predict_proba([t])[0] for t in texts])
     np.testing.assert_allclose(single, batch, rtol=1e-12, atol=1e-15)
+
+
+def test_words_hashed_one_by_one_equal_the_vectorizer(sharegpt, items):
+    # A prompt at the gateway brings a few new words, hashed n-gram by n-gram (any script); a batch
+    # brings thousands, hashed in numpy (ASCII) or by sklearn. Both must give the vectorizer's rows.
+    texts = [
+        clip(t).lower() for t in sharegpt[:200] + items[:40] + ["İstanbul çok güzel ΣΑΣ 日本語の文", "a b"]
+    ]
+    words = _WordFeatures()
+    want = vectorizer().transform(texts)
+    for i, text in enumerate(texts):
+        got = words.features([text])
+        assert np.array_equal(got.indices, want[i].indices) and np.array_equal(got.data, want[i].data), i
+    assert len(words.index) > 1000  # most words came in small groups

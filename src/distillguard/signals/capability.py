@@ -17,6 +17,7 @@ from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
+import mmh3
 import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
@@ -88,15 +89,19 @@ class _WordFeatures:
             self._clear()
             new = list(distinct)
         if new:
-            ascii_words = [w for w in new if w.isascii()]
-            other = [w for w in new if not w.isascii()]
             # The table grows before the index, so an index entry always has its row.
-            lengths, cols = _ascii_word_counts(ascii_words)
-            self._append(lengths, cols, np.ones(len(cols)))
-            if other:
-                hashed = sp.csr_matrix(self._hasher.transform(other))
-                self._append(np.diff(hashed.indptr), hashed.indices, hashed.data)
-            new = ascii_words + other
+            if len(new) <= _FEW_WORDS:
+                lengths, cols = _few_word_counts(new)
+                self._append(lengths, cols, np.ones(len(cols)))
+            else:
+                ascii_words = [w for w in new if w.isascii()]
+                other = [w for w in new if not w.isascii()]
+                lengths, cols = _ascii_word_counts(ascii_words)
+                self._append(lengths, cols, np.ones(len(cols)))
+                if other:
+                    hashed = sp.csr_matrix(self._hasher.transform(other))
+                    self._append(np.diff(hashed.indptr), hashed.indices, hashed.data)
+                new = ascii_words + other
             self.index.update(zip(new, range(len(self.index), len(self.index) + len(new)), strict=True))
         return np.fromiter(map(self.index.__getitem__, words), dtype=np.int64, count=len(words))
 
@@ -140,8 +145,10 @@ class _WordFeatures:
         return sp.csr_matrix(out)
 
 
-# Up to this many texts, `features` and `predict_proba` work text by text.
+# Up to this many texts, `features` and `predict_proba` work text by text; up to this many new
+# words, their n-grams are hashed one by one.
 _FEW = 8
+_FEW_WORDS = 32
 _WORDS = _WordFeatures()
 _C1, _C2 = np.uint32(0xCC9E2D51), np.uint32(0x1B873593)
 
@@ -162,6 +169,27 @@ def _murmur3_short(packed: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         h *= np.uint32(0xC2B2AE35)
         h ^= h >> np.uint32(16)
     return h.view(np.int32)
+
+
+def _few_word_counts(words: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """`_ascii_word_counts` for a handful of words of any script, n-gram by n-gram: what a prompt at
+    the gateway adds, where numpy's per-call set-up would cost more than the hashing. The hasher's
+    MurmurHash3 (x86, 32-bit, seed 0) of each n-gram's UTF-8 bytes, as sklearn's."""
+    n_features = int(VECTORIZER["n_features"])
+    low, high = VECTORIZER["ngram_range"]
+    lengths: list[int] = []
+    cols: list[int] = []
+    for word in words:
+        padded = f" {word} "
+        before = len(cols)
+        for n in range(low, high + 1):
+            if len(padded) < n:
+                break  # as the vectorizer: a padded word of n - 1 characters was its last n-gram
+            for start in range(max(len(padded) - n + 1, 1)):
+                gram = padded[start : start + n].encode("utf-8", "surrogatepass")
+                cols.append(abs(mmh3.hash(gram, 0)) % n_features)
+        lengths.append(len(cols) - before)
+    return np.array(lengths, dtype=np.int64), np.array(cols, dtype=np.int32)
 
 
 def _ascii_word_counts(words: list[str]) -> tuple[np.ndarray, np.ndarray]:
