@@ -39,6 +39,7 @@ from distillguard.store import (
     REQUEST_SIGNALS,
     EngineStages,
     EventStore,
+    Store,
     most_frequent,
     open_store,
 )
@@ -100,6 +101,8 @@ def compute_request_signals(store: EventStore, batch_rows: int = 20_000) -> int:
 
     if isinstance(store, EngineStages):
         return store.compute_request_signals()
+    if not isinstance(store, Store):
+        raise TypeError(f"{type(store).__name__}: signals are computed here only for a DuckDB Store")
 
     con = store.con
     if REQUEST_SIGNALS not in con.list_tables():
@@ -115,7 +118,7 @@ def compute_request_signals(store: EventStore, batch_rows: int = 20_000) -> int:
         task = bar.add_task("signals", total=total)
         for batch in reader:
             out = request_signals(batch)
-            con.insert(REQUEST_SIGNALS, pa.Table.from_batches([out]))
+            store.append_arrow(REQUEST_SIGNALS, pa.Table.from_batches([out]))
             done += batch.num_rows
             bar.update(task, completed=done)
     return done

@@ -32,6 +32,7 @@ from distillguard.link.communities import (
 )
 from distillguard.link.edges import EdgeParams, event_nodes, split_node
 from distillguard.schema import CAPABILITIES
+from distillguard.store import scratch
 
 ASSIGNMENT_SCHEMA = pa.schema(
     [
@@ -204,11 +205,14 @@ def _edge_summaries(edges: pa.Table, membership: Mapping[str, str]) -> dict[str,
     e = ibis.memtable(edges)
     j = e.join(m.rename(src="node", cid="cid"), "src").join(m.rename(dst="node", cid_dst="cid"), "dst")
     j = j.filter(j.cid == j.cid_dst)
-    stats = j.group_by(["cid", "kind"]).aggregate(count=j.count(), mean_weight=j.weight.mean()).to_pyarrow()
     rank = ibis.row_number().over(group_by=[j.cid, j.kind], order_by=[ibis.desc(j.weight), j.src, j.dst])
-    top = (
-        j.mutate(rank=rank).filter(lambda t: t["rank"] < _TOP).order_by(["cid", "kind", "rank"]).to_pyarrow()
-    )
+    with scratch() as con:
+        stats = con.to_pyarrow(
+            j.group_by(["cid", "kind"]).aggregate(count=j.count(), mean_weight=j.weight.mean())
+        )
+        top = con.to_pyarrow(
+            j.mutate(rank=rank).filter(lambda t: t["rank"] < _TOP).order_by(["cid", "kind", "rank"])
+        )
     examples: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in top.select(["cid", "kind", "src", "dst", "weight", "evidence"]).to_pylist():
         examples[(r["cid"], r["kind"])].append(

@@ -31,6 +31,8 @@ import pyarrow as pa
 from scipy import sparse
 from scipy.sparse import csgraph
 
+from distillguard.store import scratch
+
 # How much one unit of edge weight of each kind counts when kinds are summed into one graph weight.
 # Account records and shared infrastructure-at-the-same-time separate campaigns of one actor; content
 # (templates, their timing) is shared across an actor's campaigns and with benign users, so it counts less.
@@ -122,7 +124,8 @@ def combine_edges(edges: pa.Table, kind_weights: Mapping[str, float] = KIND_WEIG
     factor = t.kind.cases(*((k, kind_weights[k]) for k in kinds), else_=0.0)
     mask = t.kind.cases(*((k, _BIT[k]) for k in kinds), else_=0)
     t = t.mutate(w=factor * t.weight, mask=mask).filter(lambda r: r.w > 0)
-    pairs = t.group_by(["src", "dst"]).aggregate(w=t.w.sum(), mask=t.mask.bit_or()).to_pyarrow()
+    with scratch() as con:
+        pairs = con.to_pyarrow(t.group_by(["src", "dst"]).aggregate(w=t.w.sum(), mask=t.mask.bit_or()))
     return Ties._build(
         pairs["src"].combine_chunks(),
         pairs["dst"].combine_chunks(),
