@@ -112,8 +112,10 @@ def main() -> None:
         ratio = m["seconds"] / bare["seconds"]
         rate = f"{m['rows'] / m['seconds']:,.0f}"
         table.add_row(name, f"{m['seconds']:.1f}", rate, f"{m['peak_mib']:,.0f}", f"{ratio:.1f}")
+    by_stage = ours.get("peak_mib_by_stage", {})
     for stage, seconds in ours["timings_s"].items():
-        table.add_row(f"  {stage}", f"{seconds:.1f}", "", "", f"{seconds / bare['seconds']:.1f}")
+        peak = f"{by_stage[stage]:,.0f}" if by_stage.get(stage) is not None else ""
+        table.add_row(f"  {stage}", f"{seconds:.1f}", "", peak, f"{seconds / bare['seconds']:.1f}")
     console.print(table)
     console.print(
         f"report: {report.get('mib', 0):.1f} MiB, load {report.get('seconds', float('nan')):.1f} s, "

@@ -16,6 +16,7 @@ import gzip
 import json
 import shutil
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -26,21 +27,64 @@ from rich.table import Table
 from ingest import in_subprocess, peak_mib, run_bare, write_results
 
 
+class RssSampler:
+    """This process's resident memory every `interval_s` seconds, on a thread of its own."""
+
+    def __init__(self, interval_s: float = 0.5) -> None:
+        self.interval_s = interval_s
+        self.samples: list[tuple[float, float]] = []  # (time.time(), MiB)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with open("/proc/self/status") as fh:
+                kib = next(int(line.split()[1]) for line in fh if line.startswith("VmRSS"))
+            self.samples.append((time.time(), kib / 1024))
+            self._stop.wait(self.interval_s)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def peaks(self, start: float, seconds: dict[str, float]) -> dict[str, float | None]:
+        """Peak MiB within each of consecutive stages lasting `seconds[name]`, from `start` (None for a
+        stage shorter than one sampling interval)."""
+        out: dict[str, float | None] = {}
+        t = start
+        for name, length in seconds.items():
+            inside = [m for at, m in self.samples if t <= at < t + length]
+            out[name] = round(max(inside), 1) if inside else None
+            t += length
+        return out
+
+
 def timed_scan(paths: list[Path], sim_dir: Path, out: Path, db: Path | None = None) -> dict[str, Any]:
     """`distillguard scan` of `paths` with the simulator's accounts and intel: seconds, peak RSS of
-    this process, per-stage seconds (summary.json), campaigns and verdicts."""
+    this process (overall and per stage, sampled every 0.5 s; /proc, so Linux only), per-stage
+    seconds (summary.json), campaigns and verdicts."""
     from distillguard.pipeline import scan
 
-    t = time.perf_counter()
-    result = scan(
-        paths, out, accounts=sim_dir / "accounts.csv", intel=sorted((sim_dir / "intel").glob("*.json")), db=db
-    )
+    t, start = time.perf_counter(), time.time()
+    with RssSampler() as rss:
+        result = scan(
+            paths,
+            out,
+            accounts=sim_dir / "accounts.csv",
+            intel=sorted((sim_dir / "intel").glob("*.json")),
+            db=db,
+        )
     seconds = time.perf_counter() - t
     summary = json.loads((out / "summary.json").read_text())
     return {
         "rows": result.exchanges,
         "seconds": seconds,
         "peak_mib": peak_mib(),
+        "peak_mib_by_stage": rss.peaks(start, summary["timings_s"]),
         "timings_s": summary["timings_s"],
         "campaigns": len(result.campaigns),
         "verdicts": result.verdicts,
