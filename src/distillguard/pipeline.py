@@ -113,7 +113,13 @@ def compute_request_signals(store: EventStore, batch_rows: int = 20_000) -> int:
     # The anti-join is streamed through a cursor of its own: on the connection that inserts, DuckDB
     # closes a pending result at the next query, which ended the stream after its first batch and
     # left every later event without signals.
-    reader = con.con.cursor().execute(str(con.compile(todo))).fetch_record_batch(batch_rows)
+    result = con.con.cursor().execute(str(con.compile(todo)))
+    # `to_arrow_reader` in recent DuckDB, where `fetch_record_batch` is deprecated; older ones lack it.
+    reader = (
+        result.to_arrow_reader(batch_rows)
+        if hasattr(result, "to_arrow_reader")
+        else result.fetch_record_batch(batch_rows)
+    )
     with progress() as bar:
         task = bar.add_task("signals", total=total)
         for batch in reader:
