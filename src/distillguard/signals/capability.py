@@ -114,9 +114,10 @@ class _WordFeatures:
         cols, inverse = np.unique(self._indices[pos], return_inverse=True)
         return cols, np.bincount(inverse, weights=self._data[pos], minlength=len(cols))
 
-    def features(self, texts: list[str]) -> sp.csr_matrix:
-        """L2-normalised hashed counts per text, in the vectorizer's canonical CSR order; texts are
-        already lower-cased and clipped. Counts are whole numbers, so sums and norms are exact."""
+    def features(self, texts: list[str], canonical: bool = True) -> sp.csr_matrix:
+        """L2-normalised hashed counts per text; texts are already lower-cased and clipped. Counts are
+        whole numbers, so sums and norms are exact. `canonical` puts each row's columns in the
+        vectorizer's order (sorted), which scoring does not need: sorting was a quarter of its time."""
         shape = (len(texts), int(VECTORIZER["n_features"]))
         if len(texts) <= _FEW:
             # A few prompts (the gateway's one): no (texts x words) product, whose per-call set-up
@@ -138,7 +139,8 @@ class _WordFeatures:
             indptr = np.concatenate(([0], np.cumsum(np.fromiter(map(len, docs), np.int64, len(docs)))))
             # (texts x words) @ (words x n-grams): the product's rows hold each n-gram once already.
             out = sp.csr_matrix((np.ones(len(ids)), ids, indptr), shape=(len(docs), n)) @ table
-            out.sum_duplicates()  # the vectorizer's canonical order, so the l2 norms match bit for bit
+            if canonical:  # the product holds each column once per row already, in first-seen order
+                out.sum_duplicates()
         row = np.repeat(np.arange(len(texts)), np.diff(out.indptr))
         norms = np.sqrt(np.bincount(row, weights=out.data * out.data, minlength=len(texts)))
         out.data /= norms[row]
@@ -219,9 +221,10 @@ def _ascii_word_counts(words: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return np.bincount(row_ids, minlength=len(words)), cols[order].astype(np.int32)
 
 
-def featurize(texts: list[str]) -> sp.csr_matrix:
-    """Exactly `vectorizer().transform([clip(t) for t in texts])`, hashing each distinct word once."""
-    return _WORDS.features([clip(t).lower() for t in texts])
+def featurize(texts: list[str], canonical: bool = True) -> sp.csr_matrix:
+    """Exactly `vectorizer().transform([clip(t) for t in texts])`, hashing each distinct word once
+    (with `canonical=False`, the same matrix with each row's columns unsorted)."""
+    return _WORDS.features([clip(t).lower() for t in texts], canonical)
 
 
 @dataclass(frozen=True)
@@ -248,7 +251,7 @@ class CapabilityModel:
                 norm = np.sqrt(counts @ counts)
                 logits[i] = (counts / norm) @ self._weights[cols] if norm else 0.0
         else:
-            logits = featurize(texts) @ self._weights
+            logits = featurize(texts, canonical=False) @ self._weights
         logits = (logits + self.intercept) / self.temperature
         logits -= logits.max(axis=1, keepdims=True)
         exp = np.exp(logits)
