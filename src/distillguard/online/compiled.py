@@ -78,8 +78,7 @@ class CompiledRiskModel:
                 leaf_offset.append(len(leaf_value))
                 leaf_value += values
                 fold_of_tree.append(k)
-        # Splits sorted by tree, so one reduceat ANDs each tree's masks; a one-leaf tree has none
-        # and gets a neutral entry of its own.
+        # Splits sorted by tree, so one reduceat ANDs each tree's masks (every tree needs a split).
         order = np.argsort(tree_of_split, kind="stable")
         self.feature = np.asarray(feature, dtype=np.intp)[order]
         self.threshold = np.asarray(threshold, dtype=np.float64)[order]

@@ -49,14 +49,14 @@ def default_signals() -> list[Signal]:
     ]
 
 
-def request_signals(batch: pa.RecordBatch) -> pa.RecordBatch:
-    """REQUEST_SIGNAL_SCHEMA rows for an EVENT_SCHEMA batch."""
-    return apply_signals(batch, default_signals(), REQUEST_SIGNAL_SCHEMA)
-
-
-@cache
+@cache  # signals are stateless; their caches are per module
 def _shared_signals() -> tuple[Signal, ...]:
     return tuple(default_signals())
+
+
+def request_signals(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """REQUEST_SIGNAL_SCHEMA rows for an EVENT_SCHEMA batch."""
+    return apply_signals(batch, _shared_signals(), REQUEST_SIGNAL_SCHEMA)
 
 
 def request_signal_row(event: Mapping[str, Any]) -> dict[str, Any]:

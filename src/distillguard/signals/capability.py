@@ -118,37 +118,27 @@ class _WordFeatures:
         """L2-normalised hashed counts per text; texts are already lower-cased and clipped. Counts are
         whole numbers, so sums and norms are exact. `canonical` puts each row's columns in the
         vectorizer's order (sorted), which scoring does not need: sorting was a quarter of its time."""
-        shape = (len(texts), int(VECTORIZER["n_features"]))
-        if len(texts) <= _FEW:
-            # A few prompts (the gateway's one): no (texts x words) product, whose per-call set-up
-            # scales with 2**18 columns.
-            parts = [self.ngram_counts(t) for t in texts]
-            indptr = np.concatenate(([0], np.cumsum([len(c) for c, _ in parts])))
-            cols = np.concatenate([c for c, _ in parts]).astype(np.int32)
-            data = np.concatenate([d for _, d in parts])
-            out = sp.csr_matrix((data, cols, indptr), shape=shape)
-        else:
-            docs = [t.split() for t in texts]
-            ids = self._word_ids([w for doc in docs for w in doc])
-            n, nnz = self._rows, int(self._indptr[self._rows])
-            table = sp.csr_matrix(
-                (self._data[:nnz], self._indices[:nnz], self._indptr[: n + 1]),
-                shape=(n, shape[1]),
-                copy=False,
-            )
-            indptr = np.concatenate(([0], np.cumsum(np.fromiter(map(len, docs), np.int64, len(docs)))))
-            # (texts x words) @ (words x n-grams): the product's rows hold each n-gram once already.
-            out = sp.csr_matrix((np.ones(len(ids)), ids, indptr), shape=(len(docs), n)) @ table
-            if canonical:  # the product holds each column once per row already, in first-seen order
-                out.sum_duplicates()
+        docs = [t.split() for t in texts]  # the vectorizer's split: whitespace runs
+        ids = self._word_ids([w for doc in docs for w in doc])
+        n, nnz = self._rows, int(self._indptr[self._rows])
+        table = sp.csr_matrix(
+            (self._data[:nnz], self._indices[:nnz], self._indptr[: n + 1]),
+            shape=(n, int(VECTORIZER["n_features"])),
+            copy=False,
+        )
+        indptr = np.concatenate(([0], np.cumsum(np.fromiter(map(len, docs), np.int64, len(docs)))))
+        # (texts x words) @ (words x n-grams): the product's rows hold each n-gram once already.
+        out = sp.csr_matrix((np.ones(len(ids)), ids, indptr), shape=(len(docs), n)) @ table
+        if canonical:  # the product holds each column once per row already, in first-seen order
+            out.sum_duplicates()
         row = np.repeat(np.arange(len(texts)), np.diff(out.indptr))
         norms = np.sqrt(np.bincount(row, weights=out.data * out.data, minlength=len(texts)))
         out.data /= norms[row]
         return sp.csr_matrix(out)
 
 
-# Up to this many texts, `features` and `predict_proba` work text by text; up to this many new
-# words, their n-grams are hashed one by one.
+# Up to this many texts, `predict_proba` scores text by text (no sparse product, whose per-call
+# set-up scales with 2**18 columns); up to this many new words, their n-grams are hashed one by one.
 _FEW = 8
 _FEW_WORDS = 32
 _WORDS = _WordFeatures()
