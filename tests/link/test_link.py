@@ -125,7 +125,7 @@ def test_empty_inputs(tmp_path: Path) -> None:
 
 def test_shared_servers_do_not_merge_campaigns_that_harvest_different_capabilities() -> None:
     # Two tight groups of one actor, tied to each other by shared servers (weight 0.2 per pair).
-    from distillguard.link.communities import Ties, average_linkage
+    from distillguard.link.communities import ProfileGate, Ties, average_linkage
 
     a, b = [f"a{i}" for i in range(4)], [f"b{i}" for i in range(4)]
     pairs: dict[tuple[str, str], tuple[float, set[str]]] = {}
@@ -140,7 +140,8 @@ def test_shared_servers_do_not_merge_campaigns_that_harvest_different_capabiliti
     everyone = np.ones(len(ties.nodes), dtype=bool)
 
     def clusters(profiles: dict[str, np.ndarray] | None, min_similarity: float = 0.0) -> list[list[str]]:
-        found = average_linkage(ties, everyone, 0.5, 0.015, profiles, min_similarity)
+        gates = [ProfileGate("capability", profiles, min_similarity)] if profiles is not None else []
+        found = average_linkage(ties, everyone, 0.5, 0.015, gates)
         return sorted(sorted(ties.nodes[m].tolist()) for m in found)
 
     cot, code = np.array([9.0, 0, 0, 1]), np.array([0, 0, 8.0, 2])
@@ -150,3 +151,62 @@ def test_shared_servers_do_not_merge_campaigns_that_harvest_different_capabiliti
     assert len(clusters({n: cot for n in a + b}, 0.5)) == 1
     # Metadata-only nodes (no profile) fit either side.
     assert len(clusters({}, 0.5)) == 1
+
+
+def test_campaigns_of_one_actor_stay_apart_when_they_ask_different_models() -> None:
+    # Same capability, same servers; the scripts ask for different models.
+    from distillguard.link.communities import ProfileGate, Ties, average_linkage
+
+    a, b = [f"a{i}" for i in range(5)], [f"b{i}" for i in range(5)]
+    pairs: dict[tuple[str, str], tuple[float, set[str]]] = {}
+    for group in (a, b):
+        for i, x in enumerate(group):
+            for y in group[i + 1 :]:
+                pairs[(x, y)] = (1.0, {"payment"})
+    for x in a:
+        for y in b:
+            pairs[(x, y)] = (0.2, {"ip"})
+    ties = Ties.from_mapping(pairs)
+    everyone = np.ones(len(ties.nodes), dtype=bool)
+    cot = {n: np.array([30.0, 0, 0, 0]) for n in a + b}
+
+    def clusters(models: dict[str, np.ndarray]) -> list[list[str]]:
+        gates = [ProfileGate("capability", cot, 0.5), ProfileGate("model", models, 0.9)]
+        found = average_linkage(ties, everyone, 0.5, 0.015, gates)
+        return sorted(sorted(ties.nodes[m].tolist()) for m in found)
+
+    # 60/40 against 100/0 (cosine 0.83), 30 requests per account: the campaigns differ.
+    mixed, only = np.array([18.0, 12.0]), np.array([30.0, 0.0])
+    assert clusters({**dict.fromkeys(a, mixed), **dict.fromkeys(b, only)}) == [a, b]
+    assert len(clusters(dict.fromkeys(a + b, mixed))) == 1
+
+
+def test_profile_gate_tolerates_sampling_noise_of_small_accounts() -> None:
+    from distillguard.link.communities import similar
+
+    # Two accounts of one 50/50 campaign that sent ten requests each: cosine 0.47, chi-square p 0.007.
+    assert similar(np.array([2.0, 8.0]), np.array([8.0, 2.0]), 0.9)
+    # The same mixes over a thousand requests each are two different scripts.
+    assert not similar(np.array([200.0, 800.0]), np.array([800.0, 200.0]), 0.9)
+    # Identical and disjoint mixes; a node without a profile fits any.
+    assert similar(np.array([5.0, 5.0]), np.array([50.0, 50.0]), 0.9)
+    assert not similar(np.array([40.0, 0.0]), np.array([0.0, 40.0]), 0.9)
+    assert similar(None, np.array([0.0, 40.0]), 0.9)
+
+
+def test_same_mix_is_scipys_chi_square_test_of_homogeneity() -> None:
+    from scipy.stats import chi2_contingency
+
+    from distillguard.link.communities import DIFFERENT_P, _same_mix
+
+    rng = np.random.default_rng(5)
+    x, y = rng.integers(0, 30, size=(200, 4)).astype(float), rng.integers(0, 30, size=(200, 4)).astype(float)
+    x[:20, 3] = y[:20, 3] = 0  # a category neither side used does not count as a degree of freedom
+    expected = []
+    for row_x, row_y in zip(x, y, strict=True):
+        used = (row_x + row_y) > 0
+        expected.append(
+            chi2_contingency(np.stack([row_x[used], row_y[used]]), correction=False)[1] > DIFFERENT_P
+        )
+    assert _same_mix(x, y).tolist() == expected
+    assert 0 < sum(expected) < len(expected)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import ipaddress
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,7 +85,7 @@ def attribute(
             ev = _evidence(rule, covered / len(members), benign[rule], n_outside, benign_cap, max_ratio)
             ev["matched_accounts"] = covered
             current = best[rule.actor_id].get(rule.type)
-            if current is None or ev["likelihood_ratio"] > current["likelihood_ratio"]:
+            if current is None or _stronger(ev, current):
                 best[rule.actor_id][rule.type] = ev
         weights = {
             actor: prior_actor * math.exp(sum(math.log(e["likelihood_ratio"]) for e in by_type.values()))
@@ -96,12 +96,23 @@ def attribute(
         top = ranked[0] if ranked else None
         confidence = weights[top] / total if top else 0.0
         clean = top is not None and any(not e["also_matches_benign"] for e in best[top].values())
+        shown = [best[top][t] for t in sorted(best[top])] if top else []
         if top and confidence >= min_confidence and clean:
-            out[c.id] = Attribution(intel.actors[top], round(confidence, 4), top, list(best[top].values()))
+            out[c.id] = Attribution(intel.actors[top], round(confidence, 4), top, shown)
         else:
-            shown = list(best[top].values()) if top else []
             out[c.id] = Attribution(UNKNOWN_ACTOR, round(1.0 - confidence, 4), None, shown)
     return out
+
+
+def _stronger(ev: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
+    """Whether `ev` replaces `current` as an actor's evidence of one type: the higher likelihood
+    ratio, then the wider coverage, then the smaller indicator id, so that the choice never
+    depends on the engine's row order."""
+    return (-ev["likelihood_ratio"], -ev["coverage"], ev["indicator_id"]) < (
+        -current["likelihood_ratio"],
+        -current["coverage"],
+        current["indicator_id"],
+    )
 
 
 def _evidence(

@@ -25,6 +25,7 @@ from ibis.expr.types import Table
 from distillguard.link.communities import (
     KIND_WEIGHTS,
     AttachRule,
+    ProfileGate,
     average_linkage,
     combine_edges,
     lift_ties,
@@ -100,7 +101,7 @@ def find_campaigns(
     floor: float = 0.5,
     attach: AttachRule = DEFAULT_ATTACH,
     link_min: float = 0.1,
-    merge_min: float = 0.015,
+    merge_min: float = 0.002,
     campaign_floor: float = 0.5,
     min_members: int = 3,
     min_seeds: int = 2,
@@ -108,6 +109,8 @@ def find_campaigns(
     kind_weights: Mapping[str, float] = KIND_WEIGHTS,
     router_min_end_users: int = EdgeParams.router_min_end_users,
     min_similarity: float = 0.5,
+    min_model_similarity: float = 0.9,
+    pair_cap: int | None = None,
 ) -> LinkResult:
     """Cluster linked suspicious nodes into campaigns; summarise them when events/signals are given.
 
@@ -117,6 +120,8 @@ def find_campaigns(
     community becomes a campaign with >= `min_members` nodes, >= `min_seeds` seeds and a campaign
     score >= `campaign_floor`. Member m is lifted to max(own, campaign score * min(1, tie / `lift_full`))
     only when its ties into the campaign are corroborated (see `lift_ties`); other members keep their score.
+    Nodes and groups join only when their capability profiles reach `min_similarity` and their
+    model profiles `min_model_similarity` (cosine; 0 turns a gate off; see `ProfileGate`).
     """
     account_score = dict(zip(scores["account_id"].to_pylist(), scores["score"].to_pylist(), strict=True))
     ties = combine_edges(edges, kind_weights)
@@ -128,14 +133,14 @@ def find_campaigns(
     campaigns: list[Campaign] = []
     lifted = dict(node_score)
     membership: dict[str, str] = {}
-    profiles = (
-        capability_profiles(events, signals, router_min_end_users)
-        if events is not None and signals is not None and min_similarity > 0
-        else {}
+    gates = (
+        behaviour_gates(events, signals, router_min_end_users, min_similarity, min_model_similarity)
+        if events is not None and signals is not None
+        else []
     )
     campaign_of = np.full(len(ties.nodes), -1)
     strengths: list[float] = []
-    for members in average_linkage(ties, in_graph, link_min, merge_min, profiles, min_similarity):
+    for members in average_linkage(ties, in_graph, link_min, merge_min, gates, pair_cap):
         member_scores = np.sort(seed[members])[::-1]
         half = (len(member_scores) + 1) // 2
         strength = float(member_scores[:half].sum() / half)
@@ -162,18 +167,48 @@ def find_campaigns(
     return LinkResult(campaigns, _assignments(node_score, lifted, membership))
 
 
+def behaviour_gates(
+    events: Table,
+    signals: Table,
+    router_min_end_users: int,
+    min_similarity: float,
+    min_model_similarity: float,
+) -> list[ProfileGate]:
+    """The profile gates of `find_campaigns`: capabilities (nodes without text get no profile) and models."""
+    gates = []
+    if min_similarity > 0:
+        gates.append(
+            ProfileGate(
+                "capability", capability_profiles(events, signals, router_min_end_users), min_similarity
+            )
+        )
+    if min_model_similarity > 0:
+        ev = event_nodes(events, router_min_end_users)
+        gates.append(
+            ProfileGate(
+                "model", _counts(ev.select("node", category=ev.model_requested)), min_model_similarity
+            )
+        )
+    return gates
+
+
 def capability_profiles(events: Table, signals: Table, router_min_end_users: int) -> dict[str, np.ndarray]:
     """Per graph node, its requests counted by predicted capability (nodes without text get none)."""
     ev = event_nodes(events, router_min_end_users).select("request_id", "node")
     sig = signals.filter(signals.capability.notnull()).select("request_id", "capability")
     t = ev.join(sig, "request_id")
-    agg = t.group_by(["node", "capability"]).aggregate(n=_.count()).to_pyarrow()
-    index = {c: i for i, c in enumerate(CAPABILITIES)}
+    return _counts(t.select("node", category=t.capability), CAPABILITIES)
+
+
+def _counts(t: Table, categories: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """Per node, its rows counted by `category`: over `categories`, or over every category seen."""
+    agg = t.filter(t.category.notnull()).group_by(["node", "category"]).aggregate(n=_.count()).to_pyarrow()
+    names = agg["category"].to_pylist()
+    index = {c: i for i, c in enumerate(categories if categories is not None else sorted(set(names)))}
     out: dict[str, np.ndarray] = {}
-    rows = zip(agg["node"].to_pylist(), agg["capability"].to_pylist(), agg["n"].to_pylist(), strict=True)
-    for node, cap, n in rows:
-        if cap in index:
-            out.setdefault(node, np.zeros(len(CAPABILITIES)))[index[cap]] = n
+    for node, cat, n in zip(agg["node"].to_pylist(), names, agg["n"].to_pylist(), strict=True):
+        if cat in index:
+            out.setdefault(node, np.zeros(len(index)))[index[cat]] = n
     return out
 
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import ibis
 import numpy as np
 import pyarrow as pa
-from scipy import sparse
+from scipy import sparse, stats
 from scipy.sparse import csgraph
 
 from distillguard.store import scratch
@@ -188,6 +188,12 @@ def _profile_matrix(nodes: np.ndarray, profiles: Mapping[str, np.ndarray]) -> tu
     return mat, has
 
 
+# A profile pair below its gate's cosine still passes unless a chi-square test of homogeneity says
+# the two differ beyond sampling noise at this level: two accounts of one campaign that sent ten
+# requests each can draw (2, 8) and (8, 2) from the same 50/50 model mix.
+DIFFERENT_P = 1e-3
+
+
 def _similar_rows(
     x: np.ndarray, hx: np.ndarray, y: np.ndarray, hy: np.ndarray, min_similarity: float
 ) -> np.ndarray:
@@ -197,16 +203,69 @@ def _similar_rows(
     nx_, ny = np.linalg.norm(x, axis=1), np.linalg.norm(y, axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         cos = (x * y).sum(axis=1) / (nx_ * ny)
-    return ~hx | ~hy | (nx_ == 0) | (ny == 0) | (cos >= min_similarity)
+    ok = ~hx | ~hy | (nx_ == 0) | (ny == 0) | (cos >= min_similarity)
+    if not ok.all():
+        ok[~ok] = _same_mix(x[~ok], y[~ok])
+    return ok
+
+
+def _same_mix(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per row pair of counts, whether a chi-square test of homogeneity (2 x categories) keeps them
+    as draws from one mix, at `DIFFERENT_P`."""
+    col = x + y
+    sx, sy, total = x.sum(axis=1), y.sum(axis=1), col.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ex, ey = col * (sx / total)[:, None], col * (sy / total)[:, None]
+        stat = np.where(col > 0, (x - ex) ** 2 / ex + (y - ey) ** 2 / ey, 0.0).sum(axis=1)
+    dof = np.maximum((col > 0).sum(axis=1) - 1, 1)
+    return np.asarray(stats.chi2.sf(stat, dof) > DIFFERENT_P)
 
 
 def similar(a: np.ndarray | None, b: np.ndarray | None, min_similarity: float) -> bool:
-    """Whether two capability profiles (request counts per capability) may be one campaign: cosine
-    similarity >= `min_similarity`; a node without a profile (metadata-only logs) fits any."""
+    """Whether two profiles (request counts per category) may be one campaign: cosine similarity
+    >= `min_similarity`, or a difference within sampling noise (`_same_mix`); a node without a
+    profile (no such data in the log) fits any."""
     if a is None or b is None:
         return True
     one = np.ones(1, dtype=bool)
     return bool(_similar_rows(a[None, :], one, b[None, :], one, min_similarity)[0])
+
+
+@dataclass(frozen=True)
+class ProfileGate:
+    """Per node, request counts over the categories of one behaviour (the capabilities harvested,
+    the models asked for), and the cosine similarity two nodes or groups need to be one campaign.
+
+    One actor runs several campaigns on the same servers and templates; what each one harvests,
+    and from which models, is set by its script and differs between them."""
+
+    name: str
+    profiles: Mapping[str, np.ndarray]
+    min_similarity: float
+
+
+class _Gates:
+    """The gates as matrices over `nodes`, and group profiles kept as sums while groups merge."""
+
+    def __init__(self, nodes: np.ndarray, gates: Sequence[ProfileGate]) -> None:
+        self.gates = [g for g in gates if g.min_similarity > 0]
+        self.mats = [_profile_matrix(nodes, g.profiles) for g in self.gates]
+
+    def rows_similar(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        ok = np.ones(len(a), dtype=bool)
+        for gate, (mat, has) in zip(self.gates, self.mats, strict=True):
+            ok &= _similar_rows(mat[a], has[a], mat[b], has[b], gate.min_similarity)
+        return ok
+
+    def group(self, members: Sequence[int]) -> list[np.ndarray | None]:
+        return [mat[members].sum(axis=0) if has[members].any() else None for mat, has in self.mats]
+
+    def groups_similar(self, x: Sequence[np.ndarray | None], y: Sequence[np.ndarray | None]) -> bool:
+        return all(similar(p, q, g.min_similarity) for g, p, q in zip(self.gates, x, y, strict=True))
+
+    @staticmethod
+    def merged(x: Sequence[np.ndarray | None], y: Sequence[np.ndarray | None]) -> list[np.ndarray | None]:
+        return [q if p is None else p if q is None else p + q for p, q in zip(x, y, strict=True)]
 
 
 def average_linkage(
@@ -214,8 +273,8 @@ def average_linkage(
     in_graph: np.ndarray,
     link_min: float,
     merge_min: float,
-    profiles: Mapping[str, np.ndarray] | None = None,
-    min_similarity: float = 0.0,
+    gates: Sequence[ProfileGate] = (),
+    pair_cap: int | None = None,
 ) -> list[np.ndarray]:
     """Campaigns (arrays of node indexes) among the `in_graph` nodes: cores (components of ties >=
     `link_min`: shared payment, a sign-up burst) merged greedily while the mean tie over all node pairs
@@ -223,15 +282,15 @@ def average_linkage(
 
     Average linkage has no resolution limit: two small campaigns of one actor that share servers stay
     apart however big a third campaign is, which modularity-based methods (Louvain) cannot promise.
-    With `profiles`, neither a core edge nor a merge joins nodes or groups whose capability profiles
-    differ (`similar`): an actor's servers are shared by all its campaigns, what each harvests is not.
+    With `gates`, neither a core edge nor a merge joins nodes or groups whose profiles differ on any
+    gate (`similar`): an actor's servers are shared by all its campaigns, what each harvests is not.
     """
     n = len(ties.nodes)
-    mat, has = _profile_matrix(ties.nodes, profiles or {})
+    gate = _Gates(ties.nodes, gates)
     a, b, w = ties.a, ties.b, ties.weight
     inside = in_graph[a] & in_graph[b]
     core = inside & (w >= link_min)
-    core[core] = _similar_rows(mat[a[core]], has[a[core]], mat[b[core]], has[b[core]], min_similarity)
+    core[core] = gate.rows_similar(a[core], b[core])
     graph = sparse.coo_matrix((np.ones(int(core.sum())), (a[core], b[core])), shape=(n, n))
     _, component = csgraph.connected_components(graph, directed=False)
     # Groups numbered by their smallest node, as the components of the sorted node list.
@@ -246,7 +305,7 @@ def average_linkage(
     for node in members:
         groups[int(group_of[node])].append(int(node))
     size = {g: len(m) for g, m in groups.items()}
-    gprof = {g: (mat[m].sum(axis=0) if has[m].any() else None) for g, m in groups.items()}
+    gprof = {g: gate.group(m) for g, m in groups.items()}
 
     ga, gb = group_of[a], group_of[b]
     cross = inside & (ga != gb)
@@ -259,7 +318,12 @@ def average_linkage(
         i, j = divmod(k, len(groups))
         between[i][j] = s
         between[j][i] = s
-    heap = [(-s / (size[i] * size[j]), i, j) for i in between for j, s in between[i].items() if i < j]
+    cap = pair_cap or n
+
+    def pairs(x: int, y: int) -> int:
+        return min(size[x], size[y], cap) * max(size[x], size[y])
+
+    heap = [(-s / pairs(i, j), i, j) for i in between for j, s in between[i].items() if i < j]
     heapq.heapify(heap)
     while heap:
         neg, i, j = heapq.heappop(heap)
@@ -267,21 +331,20 @@ def average_linkage(
             break
         if i not in groups or j not in groups or j not in between[i]:
             continue
-        if abs(-neg - between[i][j] / (size[i] * size[j])) > 1e-12:
+        if abs(-neg - between[i][j] / pairs(i, j)) > 1e-12:
             continue  # stale: one side grew since this entry was pushed
-        if not similar(gprof[i], gprof[j], min_similarity):
+        if not gate.groups_similar(gprof[i], gprof[j]):
             continue
         groups[i] += groups.pop(j)
         size[i] += size.pop(j)
-        pi, pj = gprof[i], gprof.pop(j)
-        gprof[i] = pj if pi is None else pi if pj is None else pi + pj
+        gprof[i] = gate.merged(gprof[i], gprof.pop(j))
         for k, s in between.pop(j).items():
             del between[k][j]
             if k != i:
                 between[i][k] = between[i].get(k, 0.0) + s
                 between[k][i] = between[i][k]
         for k, s in between[i].items():
-            heapq.heappush(heap, (-s / (size[i] * size[k]), min(i, k), max(i, k)))
+            heapq.heappush(heap, (-s / pairs(i, k), min(i, k), max(i, k)))
     out = [np.array(sorted(m)) for m in groups.values()]
     return sorted(out, key=lambda m: (-len(m), int(m[0])))
 
