@@ -12,6 +12,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from distillguard.link import EDGE_SCHEMA, build_edges, find_campaigns
 from distillguard.link.campaign import LinkResult
+from distillguard.link.communities import ProfileGate, Ties, average_linkage
 from distillguard.schema import REQUEST_SIGNAL_SCHEMA
 from distillguard.store import Store
 
@@ -123,11 +124,10 @@ def test_empty_inputs(tmp_path: Path) -> None:
     )
 
 
-def test_shared_servers_do_not_merge_campaigns_that_harvest_different_capabilities() -> None:
-    # Two tight groups of one actor, tied to each other by shared servers (weight 0.2 per pair).
-    from distillguard.link.communities import ProfileGate, Ties, average_linkage
-
-    a, b = [f"a{i}" for i in range(4)], [f"b{i}" for i in range(4)]
+def _two_tied_groups(n: int) -> tuple[Ties, list[str], list[str]]:
+    """Two tight groups of one actor (shared payment inside each), tied to each other by shared
+    servers (weight 0.2 per pair)."""
+    a, b = [f"a{i}" for i in range(n)], [f"b{i}" for i in range(n)]
     pairs: dict[tuple[str, str], tuple[float, set[str]]] = {}
     for group in (a, b):
         for i, x in enumerate(group):
@@ -136,13 +136,21 @@ def test_shared_servers_do_not_merge_campaigns_that_harvest_different_capabiliti
     for x in a:
         for y in b:
             pairs[(x, y)] = (0.2, {"ip"})
-    ties = Ties.from_mapping(pairs)
-    everyone = np.ones(len(ties.nodes), dtype=bool)
+    return Ties.from_mapping(pairs), a, b
+
+
+def _clusters(ties: Ties, gates: list[ProfileGate]) -> list[list[str]]:
+    found = average_linkage(ties, np.ones(len(ties.nodes), dtype=bool), 0.5, 0.015, gates)
+    return sorted(sorted(ties.nodes[m].tolist()) for m in found)
+
+
+def test_shared_servers_do_not_merge_campaigns_that_harvest_different_capabilities() -> None:
+    ties, a, b = _two_tied_groups(4)
 
     def clusters(profiles: dict[str, np.ndarray] | None, min_similarity: float = 0.0) -> list[list[str]]:
-        gates = [ProfileGate("capability", profiles, min_similarity)] if profiles is not None else []
-        found = average_linkage(ties, everyone, 0.5, 0.015, gates)
-        return sorted(sorted(ties.nodes[m].tolist()) for m in found)
+        return _clusters(
+            ties, [ProfileGate("capability", profiles, min_similarity)] if profiles is not None else []
+        )
 
     cot, code = np.array([9.0, 0, 0, 1]), np.array([0, 0, 8.0, 2])
     profiles = {**dict.fromkeys(a, cot), **dict.fromkeys(b, code)}
@@ -155,25 +163,11 @@ def test_shared_servers_do_not_merge_campaigns_that_harvest_different_capabiliti
 
 def test_campaigns_of_one_actor_stay_apart_when_they_ask_different_models() -> None:
     # Same capability, same servers; the scripts ask for different models.
-    from distillguard.link.communities import ProfileGate, Ties, average_linkage
-
-    a, b = [f"a{i}" for i in range(5)], [f"b{i}" for i in range(5)]
-    pairs: dict[tuple[str, str], tuple[float, set[str]]] = {}
-    for group in (a, b):
-        for i, x in enumerate(group):
-            for y in group[i + 1 :]:
-                pairs[(x, y)] = (1.0, {"payment"})
-    for x in a:
-        for y in b:
-            pairs[(x, y)] = (0.2, {"ip"})
-    ties = Ties.from_mapping(pairs)
-    everyone = np.ones(len(ties.nodes), dtype=bool)
+    ties, a, b = _two_tied_groups(5)
     cot = {n: np.array([30.0, 0, 0, 0]) for n in a + b}
 
     def clusters(models: dict[str, np.ndarray]) -> list[list[str]]:
-        gates = [ProfileGate("capability", cot, 0.5), ProfileGate("model", models, 0.9)]
-        found = average_linkage(ties, everyone, 0.5, 0.015, gates)
-        return sorted(sorted(ties.nodes[m].tolist()) for m in found)
+        return _clusters(ties, [ProfileGate("capability", cot, 0.5), ProfileGate("model", models, 0.9)])
 
     # 60/40 against 100/0 (cosine 0.83), 30 requests per account: the campaigns differ.
     mixed, only = np.array([18.0, 12.0]), np.array([30.0, 0.0])
