@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -204,3 +205,28 @@ def test_same_mix_is_scipys_chi_square_test_of_homogeneity() -> None:
         )
     assert _same_mix(x, y).tolist() == expected
     assert 0 < sum(expected) < len(expected)
+
+
+def test_pair_cap_lets_two_large_halves_of_one_campaign_merge_and_leaves_small_groups_alone() -> None:
+    def halves(n: int) -> tuple[Ties, list[str], list[str]]:
+        # Two groups of n, each a chain of sign-up-burst ties; member i of one shares a server hour
+        # with member i of the other: sparse, as chained keys are at scale.
+        a, b = [f"a{i:03d}" for i in range(n)], [f"b{i:03d}" for i in range(n)]
+        pairs: dict[tuple[str, str], tuple[float, set[str]]] = {}
+        for group in (a, b):
+            for x, y in itertools.pairwise(group):
+                pairs[(x, y)] = (1.0, {"email_burst"})
+        for x, y in zip(a, b, strict=True):
+            pairs[(x, y)] = (0.4, {"ip"})
+        return Ties.from_mapping(pairs), a, b
+
+    def count(ties: Ties, cap: int | None) -> int:
+        return len(average_linkage(ties, np.ones(len(ties.nodes), dtype=bool), 0.5, 0.003, (), cap))
+
+    big, _, _ = halves(200)  # mean tie 80 / 200**2 = 0.002; over 100 x 200 pairs 0.004
+    assert count(big, None) == 2
+    assert count(big, 100) == 1
+    small, _, _ = halves(50)  # 20 / 50**2 = 0.008 either way
+    assert count(small, None) == count(small, 100) == 1
+    tiny, _, _ = halves(150)  # 60 / 150**2 = 0.0027 < 0.003; over 100 x 150 pairs 0.004
+    assert count(tiny, None) == 2 and count(tiny, 100) == 1

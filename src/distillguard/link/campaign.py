@@ -110,7 +110,7 @@ def find_campaigns(
     router_min_end_users: int = EdgeParams.router_min_end_users,
     min_similarity: float = 0.5,
     min_model_similarity: float = 0.9,
-    pair_cap: int | None = None,
+    pair_cap: int | None = 100,
 ) -> LinkResult:
     """Cluster linked suspicious nodes into campaigns; summarise them when events/signals are given.
 
@@ -121,7 +121,8 @@ def find_campaigns(
     score >= `campaign_floor`. Member m is lifted to max(own, campaign score * min(1, tie / `lift_full`))
     only when its ties into the campaign are corroborated (see `lift_ties`); other members keep their score.
     Nodes and groups join only when their capability profiles reach `min_similarity` and their
-    model profiles `min_model_similarity` (cosine; 0 turns a gate off; see `ProfileGate`).
+    model profiles `min_model_similarity` (cosine; 0 turns a gate off; see `ProfileGate`); `pair_cap`
+    keeps the merge criterion from vanishing with campaign size (see `average_linkage`).
     """
     account_score = dict(zip(scores["account_id"].to_pylist(), scores["score"].to_pylist(), strict=True))
     ties = combine_edges(edges, kind_weights)

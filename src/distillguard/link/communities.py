@@ -284,6 +284,11 @@ def average_linkage(
     apart however big a third campaign is, which modularity-based methods (Louvain) cannot promise.
     With `gates`, neither a core edge nor a merge joins nodes or groups whose profiles differ on any
     gate (`similar`): an actor's servers are shared by all its campaigns, what each harvests is not.
+
+    With `pair_cap`, the mean is taken over min(smaller size, `pair_cap`) x larger size pairs. A key
+    shared by many nodes is linked as a chain (`EdgeParams.neighbours`), so each node has a bounded
+    number of partners, and the plain mean tie between two large halves of one campaign falls as the
+    campaign grows, however much they share. Groups up to `pair_cap` are compared as before.
     """
     n = len(ties.nodes)
     gate = _Gates(ties.nodes, gates)
