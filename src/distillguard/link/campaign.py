@@ -101,7 +101,7 @@ def find_campaigns(
     floor: float = 0.5,
     attach: AttachRule = DEFAULT_ATTACH,
     link_min: float = 0.1,
-    merge_min: float = 0.002,
+    merge_min: float = 0.0015,
     campaign_floor: float = 0.5,
     min_members: int = 3,
     min_seeds: int = 2,
