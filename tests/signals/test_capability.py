@@ -82,6 +82,8 @@ def test_featurize_equals_the_vectorizer_bit_for_bit(sharegpt, items):
         sharegpt[:1500]
         + wrapped
         + [" ".join(sharegpt[:40]), "", " ", "İSTANBUL ÇOK\u00a0güzel\u2003ΣΑΣ", "a\n\n\tb"]
+        # Four-byte characters: four of them make the longest key (16 bytes, four hash blocks).
+        + ["😀😀😀😀 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 x😀y ä😀 日本語😀"]
     )
     want = vectorizer().transform([clip(t) for t in texts])
     # A batch takes the sparse-product path; a few texts at a time (the gateway) take the sort path.

@@ -52,14 +52,13 @@ class _WordFeatures:
     """Hashed char_wb n-gram counts per distinct word, kept across batches up to `limit` words.
 
     char_wb n-grams never cross whitespace, so a text's counts are the sum of its words' counts.
-    Words repeat far more than texts do, so each is hashed once (one sklearn call per batch). The
+    Words repeat far more than texts do, so each is hashed once (in numpy, as the vectorizer would). The
     word table is a CSR matrix whose buffers grow by doubling, so adding a word costs its own
     n-grams rather than a copy of the whole table: the online path classifies one prompt at a time.
     """
 
     def __init__(self, limit: int = 200_000) -> None:
         self.limit = limit
-        self._hasher = HashingVectorizer(**(VECTORIZER | {"lowercase": False, "norm": None}))
         self._clear()
 
     def _clear(self) -> None:
@@ -90,18 +89,8 @@ class _WordFeatures:
             new = list(distinct)
         if new:
             # The table grows before the index, so an index entry always has its row.
-            if len(new) <= _FEW_WORDS:
-                lengths, cols = _few_word_counts(new)
-                self._append(lengths, cols, np.ones(len(cols)))
-            else:
-                ascii_words = [w for w in new if w.isascii()]
-                other = [w for w in new if not w.isascii()]
-                lengths, cols = _ascii_word_counts(ascii_words)
-                self._append(lengths, cols, np.ones(len(cols)))
-                if other:
-                    hashed = sp.csr_matrix(self._hasher.transform(other))
-                    self._append(np.diff(hashed.indptr), hashed.indices, hashed.data)
-                new = ascii_words + other
+            lengths, cols = (_few_word_counts if len(new) <= _FEW_WORDS else _word_counts)(new)
+            self._append(lengths, cols, np.ones(len(cols)))
             self.index.update(zip(new, range(len(self.index), len(self.index) + len(new)), strict=True))
         return np.fromiter(map(self.index.__getitem__, words), dtype=np.int64, count=len(words))
 
@@ -140,7 +129,7 @@ class _WordFeatures:
 # Up to this many texts, `predict_proba` scores text by text (no sparse product, whose per-call
 # set-up scales with 2**18 columns); up to this many new words, their n-grams are hashed one by one.
 _FEW = 8
-_FEW_WORDS = 32
+_FEW_WORDS = 16
 _WORDS = _WordFeatures()
 _C1, _C2 = np.uint32(0xCC9E2D51), np.uint32(0x1B873593)
 
@@ -149,12 +138,31 @@ def _rotl(x: np.ndarray, r: int) -> np.ndarray:
     return np.asarray((x << np.uint32(r)) | (x >> np.uint32(32 - r)))
 
 
-def _murmur3_short(packed: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """MurmurHash3_x86_32 (seed 0, signed, as sklearn's hasher) of 1-4 byte keys packed little-endian."""
+def _mix(k: np.ndarray) -> np.ndarray:
+    return np.asarray(_rotl(k * _C1, 15) * _C2)
+
+
+def _murmur3(buf: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """MurmurHash3_x86_32 (seed 0, signed, as sklearn's hasher) of the keys `buf[start:start+length]`,
+    all at once; keys are at most 16 bytes (four characters of UTF-8), and `buf` is zero-padded past
+    its end by as many."""
+    h = np.zeros(len(start), dtype=np.uint32)
+    blocks = length // 4
+    b32 = buf.astype(np.uint32)
+    # The little-endian 4-byte word at every byte offset, so that each block is one gather.
+    quad = b32[:-3] | (b32[1:-2] << np.uint32(8)) | (b32[2:-1] << np.uint32(16)) | (b32[3:] << np.uint32(24))
     with np.errstate(over="ignore"):
-        k = _rotl(packed * _C1, 15) * _C2
-        h = np.where(lengths == 4, _rotl(k, 13) * np.uint32(5) + np.uint32(0xE6546B64), k)
-        h ^= lengths.astype(np.uint32)
+        for b in range(4):
+            rows = np.flatnonzero(blocks > b)
+            if not len(rows):
+                break
+            x = h[rows] ^ _mix(quad[start[rows] + 4 * b])
+            h[rows] = _rotl(x, 13) * np.uint32(5) + np.uint32(0xE6546B64)
+        rest = length & 3
+        tail = np.flatnonzero(rest)
+        keep = (np.uint32(1) << (8 * rest[tail]).astype(np.uint32)) - np.uint32(1)
+        h[tail] ^= _mix(quad[start[tail] + 4 * blocks[tail]] & keep)
+        h ^= length.astype(np.uint32)
         h ^= h >> np.uint32(16)
         h *= np.uint32(0x85EBCA6B)
         h ^= h >> np.uint32(13)
@@ -164,7 +172,7 @@ def _murmur3_short(packed: np.ndarray, lengths: np.ndarray) -> np.ndarray:
 
 
 def _few_word_counts(words: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """`_ascii_word_counts` for a handful of words of any script, n-gram by n-gram: what a prompt at
+    """`_word_counts` for a handful of words of any script, n-gram by n-gram: what a prompt at
     the gateway adds, where numpy's per-call set-up would cost more than the hashing. The hasher's
     MurmurHash3 (x86, 32-bit, seed 0) of each n-gram's UTF-8 bytes, as sklearn's."""
     n_features = int(VECTORIZER["n_features"])
@@ -184,28 +192,31 @@ def _few_word_counts(words: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return np.array(lengths, dtype=np.int64), np.array(cols, dtype=np.int32)
 
 
-def _ascii_word_counts(words: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """The hasher's n-gram columns for ASCII words, in numpy: char_wb pads a word with spaces and
-    takes every n-gram for n = 2..4 that fits (a padded word shorter than n yields nothing more), so
-    all keys are 1-4 bytes and hash in bulk. Returns entries per word and the columns in word order
-    (a column repeats as often as its n-gram occurs)."""
+def _word_counts(words: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The hasher's n-gram columns for many words of any script, in numpy: char_wb pads a word with
+    spaces and takes every n-gram of n = 2..4 characters that fits (a padded word shorter than n
+    yields nothing more), and hashes its UTF-8 bytes. Returns entries per word and the columns in
+    word order (a column repeats as often as its n-gram occurs)."""
     if not words:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int32)
+    text = "".join(f" {w} " for w in words)
+    points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    # UTF-8 width of each character (a lone surrogate takes 3 bytes under surrogatepass).
+    width = 1 + (points >= 0x80) + (points >= 0x800) + (points >= 0x10000)
+    offset = np.concatenate(([0], np.cumsum(width)))
+    buf = np.frombuffer(text.encode("utf-8", "surrogatepass") + bytes(16), dtype=np.uint8)
     padded = np.array([len(w) + 2 for w in words], dtype=np.int64)
-    buf = np.frombuffer("".join(f" {w} " for w in words).encode("ascii") + b"\0\0\0", dtype=np.uint8)
     starts = np.cumsum(padded) - padded
-    rows, hashes = [], []
+    rows, begin, end = [], [], []
     low, high = VECTORIZER["ngram_range"]
     for n in range(low, high + 1):
         counts = np.maximum(padded - n + 1, 0)
-        row = np.repeat(np.arange(len(words)), counts)
         pos = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
-        packed = np.zeros(len(pos), dtype=np.uint32)
-        for t in range(n):
-            packed |= buf[pos + t].astype(np.uint32) << np.uint32(8 * t)
-        rows.append(row)
-        hashes.append(_murmur3_short(packed, np.full(len(pos), n)))
-    cols = np.abs(np.concatenate(hashes).astype(np.int64)) % int(VECTORIZER["n_features"])
+        rows.append(np.repeat(np.arange(len(words)), counts))
+        begin.append(offset[pos])
+        end.append(offset[pos + n])
+    first, last = np.concatenate(begin), np.concatenate(end)
+    cols = np.abs(_murmur3(buf, first, last - first).astype(np.int64)) % int(VECTORIZER["n_features"])
     row_ids = np.concatenate(rows)
     order = np.argsort(row_ids, kind="stable")
     return np.bincount(row_ids, minlength=len(words)), cols[order].astype(np.int32)
