@@ -1,18 +1,20 @@
-"""A slice of accounts scanned alone, against the full run restricted to that slice.
+"""Account-hash partitions scanned alone, and with the run's merged cross-account context.
 
     python bench/slice.py [--scale small] [--seed 7] [--parts 4]
 
-Scale-out partitions the work by account hash (docs/scale.md). This measures what a partition
-computed alone would get wrong. The simulator's log is scanned whole. Then its events for the
-accounts whose mmh3 hash falls in part 0 of `--parts` are written as canonical Parquet and scanned
-alone. Both scans get the same accounts, intel and model. Compared over the slice's accounts:
+Scale-out partitions the work by account hash (docs/scale.md). The simulator's log is scanned
+whole. Its events are then cut into `--parts` partitions by the mmh3 hash of the account id, written
+as canonical Parquet, and each partition is scanned alone (pass 1). Their cross-account contexts
+are merged, and partition 0 is scanned again with the merged context (pass 2). Every scan gets the
+same accounts, intel and model. Partition 0, alone and with the context, is compared with the full
+run restricted to its accounts:
 - every account feature (NaN equal to NaN, floats to 1e-9);
 - the raw risk score from those features;
-- the verdict and campaign id in accounts.csv.
+- the verdict, and whether the account is in a campaign, in accounts.csv.
 
-Features built on cross-account context (how many accounts share a template or an IP prefix, when
-a model was first seen) are expected to differ unless that context is shared. This script says by
-how much, and what it changes downstream.
+Alone, the features built on cross-account context differ (how many accounts share a template or
+an IP prefix, when a model was first seen); with the merged context they should not. Campaigns
+may differ either way, since linking sees only the partition's accounts.
 """
 
 from __future__ import annotations
@@ -24,33 +26,19 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import mmh3
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 from rich.console import Console
 from rich.table import Table
 
+from distillguard.context import CrossAccountContext, write_partitions
 from distillguard.features import FEATURES
-from distillguard.io import ReadOptions, RejectSink, read_events
-from distillguard.pipeline import feature_matrix, scan
+from distillguard.pipeline import cross_account_context, feature_matrix, scan
 from distillguard.score import RiskModel
 from distillguard.sim import simulate
 from distillguard.store import ACCOUNT_FEATURES, Store
 
 RESULTS = Path(__file__).parent / "results" / "slice.json"
-
-
-def write_slice(log: Path, out: Path, parts: int) -> int:
-    """The events of log's accounts in hash part 0, as canonical Parquet; returns the row count."""
-    batches = []
-    for batch in read_events(log, RejectSink(), ReadOptions()):
-        ids = batch.column("account_id").to_pylist()
-        keep = pa.array([mmh3.hash(a, 0, signed=False) % parts == 0 for a in ids])
-        batches.append(batch.filter(keep))
-    table = pa.Table.from_batches(batches)
-    pq.write_table(table, out)
-    return table.num_rows
 
 
 def _features(db: Path) -> pa.Table:
@@ -67,8 +55,9 @@ def _same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def compare(full_dir: Path, slice_dir: Path) -> dict[str, Any]:
-    full, part = _features(full_dir / "distillguard.duckdb"), _features(slice_dir / "distillguard.duckdb")
+def compare(full_dir: Path, part_dir: Path) -> dict[str, Any]:
+    """Features, raw scores, verdicts and campaign membership of the partition's accounts."""
+    full, part = _features(full_dir / "distillguard.duckdb"), _features(part_dir / "distillguard.duckdb")
     ids = part.column("account_id").to_pylist()
     where = {a: i for i, a in enumerate(full.column("account_id").to_pylist())}
     full = full.take(pa.array([where[a] for a in ids]))
@@ -84,7 +73,7 @@ def compare(full_dir: Path, slice_dir: Path) -> dict[str, Any]:
     def rows(d: Path) -> dict[str, dict[str, str]]:
         return {r["account_id"]: r for r in csv.DictReader((d / "accounts.csv").open())}
 
-    fa, pa_ = rows(full_dir), rows(slice_dir)
+    in_full, in_part = rows(full_dir), rows(part_dir)
     return {
         "accounts": len(ids),
         "features_differing": {k: v for k, v in differing.items() if v},
@@ -92,9 +81,39 @@ def compare(full_dir: Path, slice_dir: Path) -> dict[str, Any]:
         "features": len(FEATURES),
         "raw_score_differing": int((raw > 1e-9).sum()),
         "raw_score_max_diff": float(raw.max()) if len(raw) else 0.0,
-        "verdict_differing": sum(fa[a]["verdict"] != pa_[a]["verdict"] for a in ids),
-        "in_campaign_full": sum(bool(fa[a]["campaign_id"]) for a in ids),
-        "in_campaign_slice": sum(bool(pa_[a]["campaign_id"]) for a in ids),
+        "verdict_differing": sum(in_full[a]["verdict"] != in_part[a]["verdict"] for a in ids),
+        "in_campaign_full": sum(bool(in_full[a]["campaign_id"]) for a in ids),
+        "in_campaign_part": sum(bool(in_part[a]["campaign_id"]) for a in ids),
+    }
+
+
+def run(scale: str, seed: int, parts: int, work: Path) -> dict[str, Any]:
+    sim = work / "sim"
+    simulate(scenario="mixed", seed=seed, scale=scale, out=sim)
+    log = next(iter(sorted(sim.glob("logs*.jsonl*"))))
+    common: dict[str, Any] = {
+        "accounts": sim / "accounts.csv",
+        "intel": sorted((sim / "intel").glob("*.json")),
+    }
+    scan([log], work / "full", **common)
+    contexts = []
+    for i, path in enumerate(write_partitions(log, work, parts)):
+        scan([path], work / f"part-{i}", **common)
+        store = Store(work / f"part-{i}" / "distillguard.duckdb")
+        contexts.append(cross_account_context(store))
+        store.close()
+    scan(
+        [work / "part-0.parquet"],
+        work / "part-0-context",
+        context=CrossAccountContext.merge(contexts),
+        **common,
+    )
+    return {
+        "scale": scale,
+        "seed": seed,
+        "parts": parts,
+        "alone": compare(work / "full", work / "part-0"),
+        "with_context": compare(work / "full", work / "part-0-context"),
     }
 
 
@@ -106,37 +125,29 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        sim = work / "sim"
-        simulate(scenario="mixed", seed=args.seed, scale=args.scale, out=sim)
-        log = next(iter(sorted(sim.glob("logs*.jsonl*"))))
-        common: dict[str, Any] = {
-            "accounts": sim / "accounts.csv",
-            "intel": sorted((sim / "intel").glob("*.json")),
-        }
-        scan([log], work / "full", **common)
-        rows = write_slice(log, work / "slice.parquet", args.parts)
-        scan([work / "slice.parquet"], work / "slice", **common)
-        result = {"scale": args.scale, "seed": args.seed, "parts": args.parts, "slice_events": rows}
-        result |= compare(work / "full", work / "slice")
+        result = run(args.scale, args.seed, args.parts, Path(tmp))
 
+    a, c = result["alone"], result["with_context"]
     table = Table(
-        title=f"one account-hash slice (1/{args.parts}) scanned alone vs the full run, {args.scale}"
+        title=f"account-hash partition 0 of {args.parts} vs the full run ({args.scale}, seed {args.seed})"
     )
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    table.add_row("slice accounts / events", f"{result['accounts']:,} / {rows:,}")
-    table.add_row("features equal on every account", f"{result['features_equal']} of {result['features']}")
-    for name, n in result["features_differing"].items():
-        table.add_row(f"  differs: {name}", f"{n} accounts")
+    for name in ("measure", "alone", "with merged context"):
+        table.add_column(name, justify="left" if name == "measure" else "right")
+    table.add_row("accounts", f"{a['accounts']:,}", f"{c['accounts']:,}")
     table.add_row(
-        "raw risk score differing",
-        f"{result['raw_score_differing']} (max {result['raw_score_max_diff']:.3f})",
+        "features equal on every account", *(f"{r['features_equal']} of {r['features']}" for r in (a, c))
     )
-    table.add_row("verdict differing", str(result["verdict_differing"]))
+    for name in sorted(set(a["features_differing"]) | set(c["features_differing"])):
+        table.add_row(f"  differs: {name}", *(str(r["features_differing"].get(name, 0)) for r in (a, c)))
     table.add_row(
-        "in a campaign: full run / slice alone",
-        f"{result['in_campaign_full']} / {result['in_campaign_slice']}",
+        "raw risk score differing (max)",
+        *(f"{r['raw_score_differing']} ({r['raw_score_max_diff']:.3f})" for r in (a, c)),
+    )
+    table.add_row("verdict differing", str(a["verdict_differing"]), str(c["verdict_differing"]))
+    table.add_row(
+        f"in a campaign (full run: {a['in_campaign_full']})",
+        str(a["in_campaign_part"]),
+        str(c["in_campaign_part"]),
     )
     Console().print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -107,8 +107,18 @@ def scan(
     engine: Annotated[
         Engine, typer.Option(help="duckdb (one machine) or spark (the running or a local[2] session).")
     ] = Engine.duckdb,
+    context: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            file_okay=False,
+            help="Cross-account context of the whole run (a folder written by CrossAccountContext.save), "
+            "when LOGS hold one account-hash partition of it.",
+        ),
+    ] = None,
 ) -> None:
     """Ingest logs and run every detection stage; writes accounts.csv, campaigns.json, report.html."""
+    from distillguard.context import CrossAccountContext
     from distillguard.pipeline import scan as run_scan
 
     result = run_scan(
@@ -120,6 +130,7 @@ def scan(
         db=db,
         options=_options(trusted_proxy, batch_account),
         engine=engine.value,
+        context=CrossAccountContext.load(context) if context else None,
     )
     table = Table(title=f"distillguard scan -> {out}")
     for col in ("exchanges", "accounts", "rejects", "campaigns", *result.verdicts):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ibis
 import ibis.expr.types as ir
 
+from distillguard.context import CrossAccountContext
 from distillguard.schema import CAPABILITIES
 
 _DISTILL_CAPS = tuple(c for c in CAPABILITIES if c != "general")
@@ -112,17 +113,24 @@ def request_table(events: ir.Table, signals: ir.Table) -> ir.Table:
     return r.mutate(ts=_epoch_s(r.start_time))
 
 
-def account_features(events: ir.Table, signals: ir.Table, accounts: ir.Table) -> ir.Table:
-    """One row per account in `events`: account_id plus every name in FEATURES."""
+def account_features(
+    events: ir.Table, signals: ir.Table, accounts: ir.Table, context: CrossAccountContext | None = None
+) -> ir.Table:
+    """One row per account in `events`: account_id plus every name in FEATURES.
+
+    The cross-account context (accounts per template and prefix, models' first sightings) comes
+    from `events` itself, or from `context` when `events` holds one partition of a larger run."""
     r = request_table(events, signals)
 
-    # Cross-account context: how many accounts share each template, prefix and model's release time.
-    tpl = r.group_by("template_id").agg(tpl_accounts=r.account_id.nunique())
-    pfx = r.group_by("ip_prefix").agg(pfx_accounts=r.account_id.nunique())
-    mdl = r.group_by("model_requested").agg(model_first=r.ts.min())
-    # The window's start is taken from `mdl` itself: a reduction of `r` bound here would be rebound
-    # to the joined table below and compare each model with its own first use.
-    mdl = mdl.mutate(model_released=mdl.model_first > mdl.model_first.min() + _DAY)
+    if context is None:
+        tpl = r.group_by("template_id").agg(tpl_accounts=r.account_id.nunique())
+        pfx = r.group_by("ip_prefix").agg(pfx_accounts=r.account_id.nunique())
+        mdl = r.group_by("model_requested").agg(model_first=r.ts.min())
+        # The window's start is taken from `mdl` itself: a reduction of `r` bound here would be
+        # rebound to the joined table below and compare each model with its own first use.
+        mdl = mdl.mutate(model_released=mdl.model_first > mdl.model_first.min() + _DAY)
+    else:
+        tpl, pfx, mdl = context.tables()
     r = (
         r.left_join(tpl, "template_id")
         .left_join(pfx, "ip_prefix")

@@ -24,7 +24,8 @@ import pyarrow.compute as pc
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from distillguard.attribute import attribute, export_stix, load_intel
-from distillguard.features import FEATURES, account_features
+from distillguard.context import CrossAccountContext
+from distillguard.features import FEATURES, account_features, request_table
 from distillguard.io import ReadOptions, RejectSink, read_events
 from distillguard.labels import apply_labels, read_labels
 from distillguard.link import LinkResult, build_edges, find_campaigns
@@ -139,13 +140,20 @@ def enriched_accounts(store: EventStore) -> ibis.Table:
     return ibis.memtable(accounts.append_column("email_disposable", pa.array(flags, pa.bool_())))
 
 
-def compute_features(store: EventStore) -> pa.Table:
+def compute_features(store: EventStore, context: CrossAccountContext | None = None) -> pa.Table:
+    """Account features of the store's accounts (with `context`: as part of a larger run)."""
     if isinstance(store, EngineStages):
-        return store.compute_features()
-    feats = account_features(store.events, store.table(REQUEST_SIGNALS), enriched_accounts(store))
+        return store.compute_features(context)
+    feats = account_features(store.events, store.table(REQUEST_SIGNALS), enriched_accounts(store), context)
     table = feats.to_pyarrow()
     store.write_table(ACCOUNT_FEATURES, table)
     return table
+
+
+def cross_account_context(store: EventStore) -> CrossAccountContext:
+    """The store's own cross-account context: a partition's part of a partitioned run's context
+    (`CrossAccountContext.merge` the partitions', then scan each with the merged one)."""
+    return CrossAccountContext.of(request_table(store.events, store.table(REQUEST_SIGNALS)))
 
 
 def score_accounts(features: pa.Table, model: RiskModel, policy: Policy) -> pa.Table:
@@ -292,6 +300,7 @@ def prepare(
     options: ReadOptions,
     accounts: Path | None = None,
     timings: dict[str, float] | None = None,
+    context: CrossAccountContext | None = None,
 ) -> tuple[int, pa.Table]:
     """Ingest, request signals and account features; returns (rows added, features)."""
     timings = timings if timings is not None else {}
@@ -306,7 +315,7 @@ def prepare(
     compute_request_signals(store)
     timings["signals"] = round(time.perf_counter() - t, 3)
     t = time.perf_counter()
-    features = compute_features(store)
+    features = compute_features(store, context)
     timings["features"] = round(time.perf_counter() - t, 3)
     return added, features
 
@@ -324,12 +333,14 @@ def scan(
     labels: Path | None = None,
     engine: str = "duckdb",
     store: EventStore | None = None,
+    context: CrossAccountContext | None = None,
 ) -> ScanResult:
     """Run every stage and write accounts.csv, campaigns.json, report.html, rejects.jsonl, summary.json.
 
     `engine` picks the store `scan` opens at `db`: a DuckDB file (default OUT/distillguard.duckdb)
     or a Spark work directory (default OUT/spark-store). A caller with its own store (a Spark
-    store on a cluster session, say) passes it as `store` and closes it itself.
+    store on a cluster session, say) passes it as `store` and closes it itself. `context` is the
+    merged cross-account context when the log holds one partition of a larger run's accounts.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     started = datetime.now(UTC)
@@ -349,7 +360,7 @@ def scan(
 
     t = time.perf_counter()
     result.added, features = prepare(
-        store, paths, rejects, options or ReadOptions(), accounts, result.timings
+        store, paths, rejects, options or ReadOptions(), accounts, result.timings, context
     )
     t = time.perf_counter()
     scores = score_accounts(features, model, policy)

@@ -12,13 +12,16 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import ibis
 import pyarrow as pa
 from ibis.expr.types import Table
 
 from distillguard.schema import ACCOUNT_SCHEMA, EVENT_SCHEMA
+
+if TYPE_CHECKING:
+    from distillguard.context import CrossAccountContext
 
 EVENTS = "events"
 ACCOUNTS = "accounts"
@@ -70,7 +73,7 @@ class EngineStages(Protocol):
 
     def compute_request_signals(self) -> int: ...
 
-    def compute_features(self) -> pa.Table: ...
+    def compute_features(self, context: CrossAccountContext | None = None) -> pa.Table: ...
 
 
 def open_store(engine: str, location: Path | str) -> EventStore:

@@ -88,3 +88,26 @@ def test_verdicts_match(
     assert a.column("verdict").to_pylist() == b.column("verdict").to_pylist()
     assert set(a.column("verdict").to_pylist()) != {"allow"}
     np.testing.assert_allclose(b.column("score").to_numpy(), a.column("score").to_numpy(), atol=1e-9)
+
+
+def test_a_partition_with_the_merged_context_matches_on_spark(
+    sim: Path, spark: SparkSession, duckdb_run: tuple[pa.Table, pa.Table], tmp_path: Path
+) -> None:
+    # Pass 1 on DuckDB (each partition's context, merged); pass 2 for partition 0 on Spark.
+    from distillguard.context import CrossAccountContext, write_partitions
+    from distillguard.pipeline import cross_account_context
+
+    parts = write_partitions(sim / "logs.jsonl.gz", tmp_path, 2)
+    contexts = []
+    for part in parts:
+        store = Store()
+        prepare(store, [part], RejectSink(), ReadOptions(), sim / "accounts.csv")
+        contexts.append(cross_account_context(store))
+        store.close()
+    merged = CrossAccountContext.merge(contexts)
+    got = prepare_spark([parts[0]], sim / "accounts.csv", tmp_path / "spark", spark, context=merged)
+    full, _ = duckdb_run
+    where = {a: i for i, a in enumerate(full.column("account_id").to_pylist())}
+    want = full.take(pa.array([where[a] for a in got.column("account_id").to_pylist()]))
+    assert got.num_rows > 0
+    _assert_same(want, got, "account_id")

@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from ibis.expr.types import Table
 
+from distillguard.context import CrossAccountContext
 from distillguard.features import account_features
 from distillguard.io import ReadOptions, RejectSink
 from distillguard.pipeline import ACCOUNT_FEATURES, REQUEST_SIGNALS, enriched_accounts, ingest
@@ -211,10 +212,10 @@ class SparkStore:
         self._refresh(REQUEST_SIGNALS)
         return int(self.frame(REQUEST_SIGNALS).count()) - before
 
-    def compute_features(self) -> pa.Table:
+    def compute_features(self, context: CrossAccountContext | None = None) -> pa.Table:
         """`features.account_features` executed by Spark; also stored as the `account_features` dataset."""
         accounts = enriched_accounts(self)
-        features = self.con.to_pyarrow(account_features(self.events, self.request_signals, accounts))
+        features = self.con.to_pyarrow(account_features(self.events, self.request_signals, accounts, context))
         self.write_table(ACCOUNT_FEATURES, features)
         return features
 
@@ -253,6 +254,7 @@ def prepare_spark(
     session: SparkSession | None = None,
     rejects: RejectSink | None = None,
     options: ReadOptions | None = None,
+    context: CrossAccountContext | None = None,
 ) -> pa.Table:
     """Ingest, request signals and account features on Spark; returns the features (as `pipeline.prepare`)."""
     store = SparkStore(work_dir, session)
@@ -264,7 +266,7 @@ def prepare_spark(
 
             store.upsert_accounts(read_accounts(accounts, rejects))
         store.compute_request_signals()
-        return store.compute_features()
+        return store.compute_features(context)
     finally:
         store.close()
 

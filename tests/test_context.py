@@ -1,0 +1,104 @@
+"""A partition of the accounts scanned with the run's merged cross-account context computes the
+same account features as the whole log does for those accounts; alone it does not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from distillguard.context import CrossAccountContext, account_partition, write_partitions
+from distillguard.features import FEATURES
+from distillguard.io import ReadOptions, RejectSink
+from distillguard.pipeline import cross_account_context, prepare
+from distillguard.sim import simulate
+from distillguard.store import Store
+
+PARTS = 3
+
+
+def _features(work: Path, name: str, log: Path, accounts: Path, context: CrossAccountContext | None = None):
+    store = Store(work / f"{name}.duckdb")
+    _, features = prepare(store, [log], RejectSink(), ReadOptions(), accounts, context=context)
+    return store, features
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[Path]]:
+    work = tmp_path_factory.mktemp("context")
+    simulate("mixed", seed=11, scale=0.1, out=work / "sim")
+    log = next(iter(sorted((work / "sim").glob("logs*.jsonl*"))))
+    paths = write_partitions(log, work, PARTS)
+    return work, log, paths
+
+
+def _differing(full: pa.Table, part: pa.Table) -> set[str]:
+    where = {a: i for i, a in enumerate(full.column("account_id").to_pylist())}
+    full = full.take(pa.array([where[a] for a in part.column("account_id").to_pylist()]))
+    out = set()
+    for name in FEATURES:
+        x = np.asarray(full[name].to_pylist(), dtype=float)
+        y = np.asarray(part[name].to_pylist(), dtype=float)
+        if not np.allclose(x, y, rtol=1e-9, atol=1e-12, equal_nan=True):
+            out.add(name)
+    return out
+
+
+def test_partition_with_merged_context_equals_the_full_run(world: tuple[Path, Path, list[Path]]) -> None:
+    work, log, parts = world
+    accounts = work / "sim" / "accounts.csv"
+    store, full = _features(work, "full", log, accounts)
+    whole = cross_account_context(store)
+    store.close()
+    contexts = []
+    for i, path in enumerate(parts):
+        store, _ = _features(work, f"part-{i}", path, accounts)
+        contexts.append(cross_account_context(store))
+        store.close()
+    merged = CrossAccountContext.merge(contexts)
+    # The merged partial contexts are the whole log's context.
+    for got, want, key in (
+        (merged.templates, whole.templates, "template_id"),
+        (merged.prefixes, whole.prefixes, "ip_prefix"),
+        (merged.models, whole.models, "model_requested"),
+    ):
+        assert got.sort_by(key).to_pylist() == want.sort_by(key).to_pylist()
+
+    store, alone = _features(work, "part-0-again", parts[0], accounts)
+    store.close()
+    store, with_context = _features(work, "part-0-context", parts[0], accounts, merged)
+    store.close()
+    assert with_context.num_rows == alone.num_rows > 0
+    assert _differing(full, with_context) == set()
+    # Alone, the partition undercounts the accounts it shares templates and prefixes with.
+    assert {"template_shared_accounts_mean", "prefix_accounts_mean"} <= _differing(full, alone)
+
+
+def test_context_round_trips_and_names_a_missing_folder(tmp_path: Path) -> None:
+    ctx = CrossAccountContext(
+        pa.table({"template_id": ["t1", None], "tpl_accounts": [3, 1]}),
+        pa.table({"ip_prefix": ["10.0.0.0/24"], "pfx_accounts": [2]}),
+        pa.table({"model_requested": ["m1", "m2"], "model_first": [0.0, 200_000.0]}),
+    )
+    ctx.save(tmp_path / "ctx")
+    back = CrossAccountContext.load(tmp_path / "ctx")
+    assert back.templates.to_pylist() == ctx.templates.to_pylist()
+    assert back.models.to_pylist() == ctx.models.to_pylist()
+    _, _, models = back.tables()
+    assert models.to_pyarrow().column("model_released").to_pylist() == [False, True]
+    with pytest.raises(FileNotFoundError, match="no cross-account context"):
+        CrossAccountContext.load(tmp_path / "elsewhere")
+
+
+def test_partitions_hold_disjoint_whole_accounts(world: tuple[Path, Path, list[Path]]) -> None:
+    import pyarrow.parquet as pq
+
+    _, _, parts = world
+    seen: list[set[str]] = []
+    for i, path in enumerate(parts):
+        ids = pq.read_table(path, columns=["account_id"]).column("account_id")
+        assert set(account_partition(ids, PARTS).to_pylist()) == {i}
+        seen.append(set(ids.to_pylist()))
+    assert all(not (a & b) for j, a in enumerate(seen) for b in seen[j + 1 :])
