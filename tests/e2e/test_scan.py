@@ -37,6 +37,9 @@ def test_outputs_follow_the_contract(scanned: ScanResult) -> None:
     for c in campaigns:
         assert {"id", "accounts", "capability", "attribution"} <= c.keys()
         assert {"actor", "confidence", "evidence"} <= c["attribution"].keys()
+        # The model mix that keeps an actor's campaigns apart is shown with the campaign.
+        models = c["infrastructure"]["models"]
+        assert models and 0 < sum(m["requests"] for m in models) <= c["volume"]
     members = {a for c in campaigns for a in c["accounts"]}
     assert {r["account_id"] for r in rows if r["campaign_id"]} <= members
     summary = json.loads((out / "summary.json").read_text())

@@ -283,7 +283,9 @@ def _summarise(
 ) -> None:
     """Volume, time span, capability mix and infrastructure per campaign, aggregated in the engine."""
     members = ibis.memtable(pa.table({"node": list(membership), "campaign_id": list(membership.values())}))
-    ev = event_nodes(events, router_min_end_users).select("request_id", "node", "account_id", "start_time")
+    ev = event_nodes(events, router_min_end_users).select(
+        "request_id", "node", "account_id", "start_time", "model_requested"
+    )
     sig = signals.select(
         "request_id", "ip_prefix", "asn", "asn_org", "ip_kind", "ua_family", "capability", "template_id"
     )
@@ -306,7 +308,10 @@ def _summarise(
         return out
 
     capability = counts("capability")
-    infra = {col: counts(col) for col in ("ip_prefix", "asn", "ip_kind", "ua_family", "template_id")}
+    infra = {
+        col: counts(col)
+        for col in ("ip_prefix", "asn", "ip_kind", "ua_family", "template_id", "model_requested")
+    }
     org_rows = t.filter(t.asn.notnull()).group_by("asn").aggregate(org=_.asn_org.max()).to_pyarrow()
     orgs = dict(zip(map(str, org_rows["asn"].to_pylist()), org_rows["org"].to_pylist(), strict=True))
     acct = _account_facts(accounts, membership) if accounts is not None else {}
@@ -322,6 +327,8 @@ def _summarise(
             "ip_kinds": dict(ranked(infra["ip_kind"][c.id])),
             "ua_families": _top(infra["ua_family"][c.id]),
             "templates": _top(infra["template_id"][c.id]),
+            # The model mix keeps an actor's campaigns apart (`ProfileGate`): shown so an analyst sees why.
+            "models": _top(infra["model_requested"][c.id]),
             **acct.get(c.id, {}),
         }
 
