@@ -46,7 +46,9 @@ def _differing(full: pa.Table, part: pa.Table) -> set[str]:
     return out
 
 
-def test_partition_with_merged_context_equals_the_full_run(world: tuple[Path, Path, list[Path]]) -> None:
+@pytest.fixture(scope="module")
+def runs(world: tuple[Path, Path, list[Path]]) -> tuple[pa.Table, CrossAccountContext, CrossAccountContext]:
+    """(full run's features, the whole log's context, the partitions' contexts merged)."""
     work, log, parts = world
     accounts = work / "sim" / "accounts.csv"
     store, full = _features(work, "full", log, accounts)
@@ -57,7 +59,14 @@ def test_partition_with_merged_context_equals_the_full_run(world: tuple[Path, Pa
         store, _ = _features(work, f"part-{i}", path, accounts)
         contexts.append(cross_account_context(store))
         store.close()
-    merged = CrossAccountContext.merge(contexts)
+    return full, whole, CrossAccountContext.merge(contexts)
+
+
+def test_partition_with_merged_context_equals_the_full_run(
+    world: tuple[Path, Path, list[Path]], runs: tuple[pa.Table, CrossAccountContext, CrossAccountContext]
+) -> None:
+    work, _, parts = world
+    full, whole, merged = runs
     # The merged partial contexts are the whole log's context.
     for got, want, key in (
         (merged.templates, whole.templates, "template_id"),
@@ -66,6 +75,7 @@ def test_partition_with_merged_context_equals_the_full_run(world: tuple[Path, Pa
     ):
         assert got.sort_by(key).to_pylist() == want.sort_by(key).to_pylist()
 
+    accounts = work / "sim" / "accounts.csv"
     store, alone = _features(work, "part-0-again", parts[0], accounts)
     store.close()
     store, with_context = _features(work, "part-0-context", parts[0], accounts, merged)
@@ -74,6 +84,27 @@ def test_partition_with_merged_context_equals_the_full_run(world: tuple[Path, Pa
     assert _differing(full, with_context) == set()
     # Alone, the partition undercounts the accounts it shares templates and prefixes with.
     assert {"template_shared_accounts_mean", "prefix_accounts_mean"} <= _differing(full, alone)
+
+
+def test_scan_cli_takes_a_saved_context(
+    world: tuple[Path, Path, list[Path]], runs: tuple[pa.Table, CrossAccountContext, CrossAccountContext]
+) -> None:
+    from typer.testing import CliRunner
+
+    from distillguard.cli import app
+    from distillguard.store import ACCOUNT_FEATURES
+
+    work, _, parts = world
+    full, _, merged = runs
+    merged.save(work / "context")
+    out = work / "cli-part-1"
+    args = ["scan", str(parts[1]), "--accounts", str(work / "sim" / "accounts.csv"), "--out", str(out)]
+    result = CliRunner().invoke(app, [*args, "--context", str(work / "context")])
+    assert result.exit_code == 0, result.output
+    store = Store(out / "distillguard.duckdb")
+    got = store.con.table(ACCOUNT_FEATURES).to_pyarrow()
+    store.close()
+    assert got.num_rows > 0 and _differing(full, got) == set()
 
 
 def test_context_round_trips_and_names_a_missing_folder(tmp_path: Path) -> None:
