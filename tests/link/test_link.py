@@ -230,3 +230,24 @@ def test_pair_cap_lets_two_large_halves_of_one_campaign_merge_and_leaves_small_g
     assert count(small, None) == count(small, 100) == 1
     tiny, _, _ = halves(150)  # 60 / 150**2 = 0.0027 < 0.003; over 100 x 150 pairs 0.004
     assert count(tiny, None) == 2 and count(tiny, 100) == 1
+
+
+def test_metadata_only_graphs_merge_at_the_lower_threshold() -> None:
+    # Two groups joined only by thin infrastructure ties: mean tie 0.0012 over their 16 pairs, under
+    # the content-graph threshold (0.0015), over the metadata-only one (0.001).
+    a, b = [f"a{i}" for i in range(4)], [f"b{i}" for i in range(4)]
+    rows = [(x, y, "payment", 1.0) for g in (a, b) for i, x in enumerate(g) for y in g[i + 1 :]]
+    rows += [(x, y, "ip", 0.012) for x, y in zip(a, b, strict=True)]
+    scores = pa.table({"account_id": a + b, "score": [0.9] * 8})
+
+    def campaigns(extra: list[tuple[str, str, str, float]]) -> list[list[str]]:
+        src, dst, kind, weight = zip(*(rows + extra), strict=True)
+        edges = pa.table(
+            {"src": src, "dst": dst, "kind": kind, "weight": weight, "evidence": ["{}"] * len(src)},
+            schema=EDGE_SCHEMA,
+        )
+        return sorted(sorted(c.accounts) for c in find_campaigns(edges, scores).campaigns)
+
+    assert campaigns([]) == [sorted(a + b)]
+    # A shared template anywhere (two unscored users here) makes it a content graph.
+    assert campaigns([("u1", "u2", "template", 0.5)]) == [a, b]

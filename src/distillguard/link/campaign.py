@@ -102,6 +102,7 @@ def find_campaigns(
     attach: AttachRule = DEFAULT_ATTACH,
     link_min: float = 0.1,
     merge_min: float = 0.0015,
+    merge_min_without_content: float = 0.001,
     campaign_floor: float = 0.5,
     min_members: int = 3,
     min_seeds: int = 2,
@@ -123,6 +124,7 @@ def find_campaigns(
     Nodes and groups join only when their capability profiles reach `min_similarity` and their
     model profiles `min_model_similarity` (cosine; 0 turns a gate off; see `ProfileGate`); `pair_cap`
     keeps the merge criterion from vanishing with campaign size (see `average_linkage`).
+    `merge_min_without_content` replaces `merge_min` when no edge is a content edge.
     """
     account_score = dict(zip(scores["account_id"].to_pylist(), scores["score"].to_pylist(), strict=True))
     ties = combine_edges(edges, kind_weights)
@@ -141,6 +143,11 @@ def find_campaigns(
     )
     campaign_of = np.full(len(ties.nodes), -1)
     strengths: list[float] = []
+    # Actors that send the same public templates are tied by content, which sets the merge floor;
+    # a graph without content edges (metadata-only logs) holds infrastructure and account ties only,
+    # which actors do not share, so smaller campaign halves may merge.
+    if not ties.has_content:
+        merge_min = merge_min_without_content
     for members in average_linkage(ties, in_graph, link_min, merge_min, gates, pair_cap):
         member_scores = np.sort(seed[members])[::-1]
         half = (len(member_scores) + 1) // 2

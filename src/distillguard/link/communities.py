@@ -84,6 +84,12 @@ class Ties:
         """Independent evidence families per pair."""
         return _FAMILY_COUNT[self.mask]
 
+    @property
+    def has_content(self) -> bool:
+        """Whether any pair is tied by content (templates, their timing): not in metadata-only logs."""
+        bits = sum(_BIT[k] for k, family in KIND_FAMILIES.items() if family == "content")
+        return bool((self.mask & bits).any())
+
     @classmethod
     def from_mapping(cls, pairs: Mapping[tuple[str, str], tuple[float, AbstractSet[str]]]) -> Ties:
         """Ties from {(node, node): (weight, kinds)} (small graphs, tests)."""
