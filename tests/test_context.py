@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from distillguard.context import CrossAccountContext, account_partition, write_partitions
+from distillguard.context import CrossAccountContext, account_partition, with_release, write_partitions
 from distillguard.features import FEATURES
 from distillguard.io import ReadOptions, RejectSink
 from distillguard.pipeline import cross_account_context, prepare
@@ -118,7 +118,7 @@ def test_context_round_trips_and_names_a_missing_folder(tmp_path: Path) -> None:
     assert back.templates.to_pylist() == ctx.templates.to_pylist()
     assert back.models.to_pylist() == ctx.models.to_pylist()
     _, _, models = back.tables()
-    assert models.to_pyarrow().column("model_released").to_pylist() == [False, True]
+    assert with_release(models).to_pyarrow().column("model_released").to_pylist() == [False, True]
     with pytest.raises(FileNotFoundError, match="no cross-account context"):
         CrossAccountContext.load(tmp_path / "elsewhere")
 

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from distillguard.io import ReadOptions
 
 _FILES = ("templates", "prefixes", "models")
+_DAY = 86400.0
 
 
 @dataclass(frozen=True)
@@ -45,12 +46,7 @@ class CrossAccountContext:
     @classmethod
     def of(cls, requests: ir.Table) -> CrossAccountContext:
         """The context of one set of accounts, from `features.request_table` rows."""
-        r = requests
-        return cls(
-            r.group_by("template_id").agg(tpl_accounts=r.account_id.nunique()).to_pyarrow(),
-            r.group_by("ip_prefix").agg(pfx_accounts=r.account_id.nunique()).to_pyarrow(),
-            r.group_by("model_requested").agg(model_first=r.ts.min()).to_pyarrow(),
-        )
+        return cls(*(t.to_pyarrow() for t in context_tables(requests)))
 
     @classmethod
     def merge(cls, parts: Sequence[CrossAccountContext]) -> CrossAccountContext:
@@ -68,16 +64,8 @@ class CrossAccountContext:
         )
 
     def tables(self) -> tuple[ir.Table, ir.Table, ir.Table]:
-        """The three tables as Ibis expressions to join to requests; models get `model_released`
-        (first seen a day or more after the earliest model), decided here on the whole context."""
-        models = self.models
-        if models.num_rows:
-            start = pc.min(models["model_first"]).as_py()
-            released = pc.greater(models["model_first"], start + 86400.0)
-        else:
-            released = pa.array([], pa.bool_())
-        models = models.append_column("model_released", released)
-        return ibis.memtable(self.templates), ibis.memtable(self.prefixes), ibis.memtable(models)
+        """The three tables as Ibis expressions, shaped as `context_tables` returns them."""
+        return ibis.memtable(self.templates), ibis.memtable(self.prefixes), ibis.memtable(self.models)
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
@@ -92,6 +80,24 @@ class CrossAccountContext:
                 f"{directory}: no cross-account context ({', '.join(missing)}.parquet missing)"
             )
         return cls(*(pq.read_table(directory / f"{n}.parquet") for n in _FILES))
+
+
+def context_tables(requests: ir.Table) -> tuple[ir.Table, ir.Table, ir.Table]:
+    """Accounts per template, accounts per IP prefix and each model's first sighting, as
+    expressions over `features.request_table` rows."""
+    r = requests
+    return (
+        r.group_by("template_id").agg(tpl_accounts=r.account_id.nunique()),
+        r.group_by("ip_prefix").agg(pfx_accounts=r.account_id.nunique()),
+        r.group_by("model_requested").agg(model_first=r.ts.min()),
+    )
+
+
+def with_release(models: ir.Table) -> ir.Table:
+    """Models with `model_released`: first seen a day or more after the earliest model, so released
+    during the window. The start is taken from `models` itself: a reduction of the requests bound
+    here would be rebound to the table they are joined to, comparing each model with its own first use."""
+    return models.mutate(model_released=models.model_first > models.model_first.min() + _DAY)
 
 
 def account_partition(account_ids: pa.Array | pa.ChunkedArray, parts: int) -> pa.Array:

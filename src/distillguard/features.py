@@ -10,7 +10,7 @@ from __future__ import annotations
 import ibis
 import ibis.expr.types as ir
 
-from distillguard.context import CrossAccountContext
+from distillguard.context import CrossAccountContext, context_tables, with_release
 from distillguard.schema import CAPABILITIES
 
 _DISTILL_CAPS = tuple(c for c in CAPABILITIES if c != "general")
@@ -122,15 +122,8 @@ def account_features(
     from `events` itself, or from `context` when `events` holds one partition of a larger run."""
     r = request_table(events, signals)
 
-    if context is None:
-        tpl = r.group_by("template_id").agg(tpl_accounts=r.account_id.nunique())
-        pfx = r.group_by("ip_prefix").agg(pfx_accounts=r.account_id.nunique())
-        mdl = r.group_by("model_requested").agg(model_first=r.ts.min())
-        # The window's start is taken from `mdl` itself: a reduction of `r` bound here would be
-        # rebound to the joined table below and compare each model with its own first use.
-        mdl = mdl.mutate(model_released=mdl.model_first > mdl.model_first.min() + _DAY)
-    else:
-        tpl, pfx, mdl = context.tables()
+    tpl, pfx, mdl = context_tables(r) if context is None else context.tables()
+    mdl = with_release(mdl)
     r = (
         r.left_join(tpl, "template_id")
         .left_join(pfx, "ip_prefix")
