@@ -110,8 +110,8 @@ def test_one_prompt_scores_as_in_a_batch(sharegpt, items):
 
 
 def test_words_hashed_one_by_one_equal_the_vectorizer(sharegpt, items):
-    # A prompt at the gateway brings a few new words, hashed n-gram by n-gram (any script); a batch
-    # brings thousands, hashed in numpy (ASCII) or by sklearn. Both must give the vectorizer's rows.
+    # A prompt at the gateway brings a few new words at a time, a batch brings thousands; the word
+    # table must hold the vectorizer's rows either way, in any script.
     texts = [
         clip(t).lower() for t in sharegpt[:200] + items[:40] + ["İstanbul çok güzel ΣΑΣ 日本語の文", "a b"]
     ]

@@ -1,108 +1,107 @@
-"""A `RiskModel` flattened into numpy arrays, so scoring one account costs microseconds, not milliseconds.
+"""A `RiskModel` flattened into arrays and walked by one compiled loop: scoring one account costs
+microseconds, not milliseconds.
 
 scikit-learn's predict path is built for matrices: on one row its per-tree and per-fold overhead
-(and OpenMP start-up on a busy machine) costs 5-20 ms. Here every tree of every calibration fold is
-evaluated at once in the manner of QuickScorer (Lucchese et al., SIGIR 2015): each split node holds
-a bit mask of its tree's leaves that stay reachable when the row goes right (its left subtree's
-leaves cleared); a row tests every split in one vectorised comparison, each tree ANDs the masks of
-the splits it fails, and its exit leaf is the lowest bit left, leaves being numbered left to right.
-That is a dozen numpy calls whatever the depth, where descending level by level took one set of
-calls per level (22 in the shipped model). Each fold's isotonic calibrator is a `np.interp` over its
-thresholds (clipped, as scikit-learn's). The result equals `RiskModel.predict_proba` to float
-precision (tests/online/test_decide.py).
+(and OpenMP start-up on a busy machine) costs 5-20 ms. Here the nodes of every tree of every
+calibration fold sit in flat arrays, and a numba loop descends each tree as scikit-learn does (a
+value at or below the threshold goes left, a missing value where the node says), adding each exit
+leaf to its fold's raw score. Each fold's isotonic calibrator is the linear interpolation between
+its thresholds, clipped at the ends, as scikit-learn's. The result equals
+`RiskModel.predict_proba` to float precision (tests/online/test_decide.py).
 """
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from distillguard.score import RiskModel
 
-_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
 
-
-def _leaf_masks(nodes: np.ndarray) -> tuple[list[int], list[int], list[float]]:
-    """(split node ids, their masks, leaf values left to right) of one tree."""
-    splits: list[int] = []
-    masks: list[int] = []
-    values: list[float] = []
-
-    def walk(i: int) -> tuple[int, int]:  # the [first, last) leaf numbers under node i
-        if nodes["is_leaf"][i]:
-            values.append(float(nodes["value"][i]))
-            return len(values) - 1, len(values)
-        lo, mid = walk(int(nodes["left"][i]))
-        _, hi = walk(int(nodes["right"][i]))
-        splits.append(i)
-        masks.append(((1 << 64) - 1) ^ (((1 << (mid - lo)) - 1) << lo))
-        return lo, hi
-
-    walk(0)
-    if len(values) > 64:
-        raise ValueError("trees of more than 64 leaves are not supported")
-    return splits, masks, values
+@numba.njit(cache=True, nogil=True)
+def _probability(
+    x: np.ndarray,
+    feature: np.ndarray,
+    threshold: np.ndarray,
+    nan_left: np.ndarray,
+    left: np.ndarray,
+    right: np.ndarray,
+    value: np.ndarray,
+    roots: np.ndarray,
+    fold_of_tree: np.ndarray,
+    baselines: np.ndarray,
+    calib_x: np.ndarray,
+    calib_y: np.ndarray,
+    calib_start: np.ndarray,
+) -> float:  # pragma: no cover - compiled
+    n_folds = len(baselines)
+    raw = baselines.copy()
+    for t in range(len(roots)):
+        i = roots[t]
+        while left[i] >= 0:  # a leaf has no children
+            v = x[feature[i]]
+            if np.isnan(v):
+                i = left[i] if nan_left[i] else right[i]
+            elif v <= threshold[i]:
+                i = left[i]
+            else:
+                i = right[i]
+        raw[fold_of_tree[t]] += value[i]
+    total = 0.0
+    for k in range(n_folds):
+        lo, hi = calib_start[k], calib_start[k + 1]
+        total += np.interp(raw[k], calib_x[lo:hi], calib_y[lo:hi])
+    return total / n_folds
 
 
 class CompiledRiskModel:
     """`predict_one(x)` == `model.predict_proba(x[None])[0]` for a fitted `RiskModel`."""
 
     def __init__(self, model: RiskModel) -> None:
-        feature: list[int] = []
-        threshold: list[float] = []
-        nan_right: list[bool] = []
-        mask: list[int] = []
-        tree_of_split: list[int] = []
-        leaf_value: list[float] = []
-        leaf_offset: list[int] = []
+        feature, threshold, nan_left, left, right, value = [], [], [], [], [], []
+        roots: list[int] = []
         fold_of_tree: list[int] = []
-        self.baselines: list[float] = []
-        self.calibrators: list[tuple[np.ndarray, np.ndarray]] = []
+        baselines: list[float] = []
+        calib_x: list[np.ndarray] = []
+        calib_y: list[np.ndarray] = []
+        offset = 0
         for k, fold in enumerate(model.model_.calibrated_classifiers_):
             est = fold.estimator
             if est.n_trees_per_iteration_ != 1 or len(fold.calibrators) != 1:
                 raise ValueError("only binary gradient-boosted models can be compiled")
-            self.baselines.append(float(np.ravel(est._baseline_prediction)[0]))
+            baselines.append(float(np.ravel(est._baseline_prediction)[0]))
             iso = fold.calibrators[0]
-            self.calibrators.append((np.asarray(iso.X_thresholds_), np.asarray(iso.y_thresholds_)))
+            calib_x.append(np.asarray(iso.X_thresholds_, dtype=np.float64))
+            calib_y.append(np.asarray(iso.y_thresholds_, dtype=np.float64))
             for (predictor,) in est._predictors:
                 nodes = predictor.nodes
                 if nodes["is_categorical"].any():
                     raise ValueError("categorical splits are not supported")
-                splits, masks, values = _leaf_masks(nodes)
-                tree = len(fold_of_tree)
-                feature += [int(nodes["feature_idx"][i]) for i in splits]
-                threshold += [float(nodes["num_threshold"][i]) for i in splits]
-                nan_right += [not nodes["missing_go_to_left"][i] for i in splits]
-                mask += masks
-                tree_of_split += [tree] * len(splits)
-                leaf_offset.append(len(leaf_value))
-                leaf_value += values
+                leaf = nodes["is_leaf"].astype(bool)
+                roots.append(offset)
                 fold_of_tree.append(k)
-        # Splits sorted by tree, so one reduceat ANDs each tree's masks (every tree needs a split).
-        order = np.argsort(tree_of_split, kind="stable")
-        self.feature = np.asarray(feature, dtype=np.intp)[order]
-        self.threshold = np.asarray(threshold, dtype=np.float64)[order]
-        self.nan_right = np.asarray(nan_right, dtype=bool)[order]
-        self.mask = np.asarray(mask, dtype=np.uint64)[order]
-        trees = np.asarray(tree_of_split, dtype=np.intp)[order]
-        n_trees = len(fold_of_tree)
-        if len(np.unique(trees)) != n_trees:
-            raise ValueError("one-leaf trees are not supported")
-        self.tree_start = np.searchsorted(trees, np.arange(n_trees))
-        self.leaf_offset = np.asarray(leaf_offset, dtype=np.intp)
-        self.leaf_value = np.asarray(leaf_value, dtype=np.float64)
-        self.fold_of_tree = np.asarray(fold_of_tree, dtype=np.intp)
-        self.n_folds = len(self.baselines)
+                feature.append(nodes["feature_idx"].astype(np.intp))
+                threshold.append(nodes["num_threshold"].astype(np.float64))
+                nan_left.append(nodes["missing_go_to_left"].astype(bool))
+                left.append(np.where(leaf, -1, nodes["left"].astype(np.intp) + offset))
+                right.append(np.where(leaf, -1, nodes["right"].astype(np.intp) + offset))
+                value.append(nodes["value"].astype(np.float64))
+                offset += len(nodes)
+        self._arrays = (
+            np.concatenate(feature),
+            np.concatenate(threshold),
+            np.concatenate(nan_left),
+            np.concatenate(left),
+            np.concatenate(right),
+            np.concatenate(value),
+            np.asarray(roots, dtype=np.intp),
+            np.asarray(fold_of_tree, dtype=np.intp),
+            np.asarray(baselines, dtype=np.float64),
+            np.concatenate(calib_x),
+            np.concatenate(calib_y),
+            np.concatenate(([0], np.cumsum([len(c) for c in calib_x]))).astype(np.intp),
+        )
 
     def predict_one(self, x: np.ndarray) -> float:
         """Calibrated distiller probability of one feature row (FEATURES order, NaN for null)."""
-        v = x[self.feature]
-        right = (v > self.threshold) | (np.isnan(v) & self.nan_right)
-        alive = np.bitwise_and.reduceat(np.where(right, self.mask, _ALL), self.tree_start)
-        lowest = alive & (~alive + np.uint64(1))  # the lowest set bit: the leftmost reachable leaf
-        leaf = np.log2(lowest.astype(np.float64)).astype(np.intp)
-        raw = np.bincount(
-            self.fold_of_tree, weights=self.leaf_value[self.leaf_offset + leaf], minlength=self.n_folds
-        )
-        probs = [np.interp(raw[k] + self.baselines[k], xs, ys) for k, (xs, ys) in enumerate(self.calibrators)]
-        return float(np.mean(probs))
+        return float(_probability(np.asarray(x, dtype=np.float64), *self._arrays))

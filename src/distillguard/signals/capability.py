@@ -17,13 +17,13 @@ from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
-import mmh3
 import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import HashingVectorizer
 
 from distillguard.signals.base import DistinctCache, per_distinct, prompt_of, prompt_text
+from distillguard.signals.ngrams import ngram_columns
 
 MODEL_DIR = Path(__file__).parent / "models"
 HEAD_CHARS = 600
@@ -52,9 +52,10 @@ class _WordFeatures:
     """Hashed char_wb n-gram counts per distinct word, kept across batches up to `limit` words.
 
     char_wb n-grams never cross whitespace, so a text's counts are the sum of its words' counts.
-    Words repeat far more than texts do, so each is hashed once (in numpy, as the vectorizer would). The
-    word table is a CSR matrix whose buffers grow by doubling, so adding a word costs its own
-    n-grams rather than a copy of the whole table: the online path classifies one prompt at a time.
+    Words repeat far more than texts do, so each is hashed once (`ngrams.ngram_columns`, as the
+    vectorizer would). The word table is a CSR matrix whose buffers grow by doubling, so adding a
+    word costs its own n-grams rather than a copy of the whole table: the online path classifies
+    one prompt at a time.
     """
 
     def __init__(self, limit: int = 200_000) -> None:
@@ -67,6 +68,10 @@ class _WordFeatures:
         self._indices = np.empty(0, dtype=np.int32)
         self._data = np.empty(0, dtype=np.float64)
         self._rows = 0
+        # Each word's counts times a model's weights (`projection`), for the rows below `_projected`.
+        self._weights: np.ndarray | None = None
+        self._products = np.empty((0, 0))
+        self._projected = 0
 
     def _append(self, lengths: np.ndarray, cols: np.ndarray, data: np.ndarray) -> None:
         """Add words whose n-gram columns (`lengths[i]` entries each, in word order) are `cols`."""
@@ -89,19 +94,48 @@ class _WordFeatures:
             new = list(distinct)
         if new:
             # The table grows before the index, so an index entry always has its row.
-            lengths, cols = (_few_word_counts if len(new) <= _FEW_WORDS else _word_counts)(new)
+            lengths, cols = ngram_columns(new, VECTORIZER["ngram_range"], VECTORIZER["n_features"])
             self._append(lengths, cols, np.ones(len(cols)))
             self.index.update(zip(new, range(len(self.index), len(self.index) + len(new)), strict=True))
         return np.fromiter(map(self.index.__getitem__, words), dtype=np.int64, count=len(words))
 
-    def ngram_counts(self, text: str) -> tuple[np.ndarray, np.ndarray]:
-        """One text's hashed n-gram columns (sorted) and their counts; lower-cased and clipped."""
+    def projection(self, text: str, weights: np.ndarray) -> tuple[np.ndarray, float]:
+        """One text's hashed n-gram counts (lower-cased and clipped) times `weights` (n_features x
+        classes), and the counts' L2 norm: the vectorizer's row times the weights is their quotient.
+
+        Counts add over words (char_wb n-grams never cross whitespace), so the product is the sum of
+        its words' products, each computed once per word and kept: a prompt costs a gather of a few
+        hundred small rows instead of one row of the 2**18-row weights per n-gram, which at the
+        gateway was the classifier's largest cost (those rows are rarely in cache).
+        """
         ids = self._word_ids(text.split())  # the vectorizer's split: whitespace runs
+        self._project(weights)
         starts = self._indptr[ids]
         lengths = self._indptr[ids + 1] - starts
         pos = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
-        cols, inverse = np.unique(self._indices[pos], return_inverse=True)
-        return cols, np.bincount(inverse, weights=self._data[pos], minlength=len(cols))
+        if not len(pos):
+            return np.zeros(weights.shape[1]), 0.0
+        # Every entry counts 1, so a column's count is its number of occurrences.
+        cols = np.sort(self._indices[pos])
+        runs = np.diff(np.flatnonzero(np.concatenate(([True], cols[1:] != cols[:-1], [True]))))
+        return self._products[ids].sum(axis=0), float(np.sqrt(runs @ runs))
+
+    def _project(self, weights: np.ndarray) -> None:
+        """Bring `_products` up to date for `weights` (recomputed from scratch for other weights)."""
+        if self._weights is not weights:
+            self._weights, self._products, self._projected = weights, np.empty((0, weights.shape[1])), 0
+        if self._projected == self._rows:
+            return
+        if len(self._products) < self._rows:
+            grown = np.zeros((max(2 * len(self._products), self._rows), weights.shape[1]))
+            grown[: self._projected] = self._products[: self._projected]
+            self._products = grown
+        lo, hi = self._projected, self._rows
+        bounds = self._indptr[lo : hi + 1]
+        # Every word has n-grams (a padded word is at least three characters), so no segment is empty.
+        products = weights[self._indices[bounds[0] : bounds[-1]]] * self._data[bounds[0] : bounds[-1], None]
+        self._products[lo:hi] = np.add.reduceat(products, bounds[:-1] - bounds[0], axis=0)
+        self._projected = hi
 
     def features(self, texts: list[str], canonical: bool = True) -> sp.csr_matrix:
         """L2-normalised hashed counts per text; texts are already lower-cased and clipped. Counts are
@@ -127,99 +161,9 @@ class _WordFeatures:
 
 
 # Up to this many texts, `predict_proba` scores text by text (no sparse product, whose per-call
-# set-up scales with 2**18 columns); up to this many new words, their n-grams are hashed one by one.
+# set-up scales with 2**18 columns).
 _FEW = 8
-_FEW_WORDS = 16
 _WORDS = _WordFeatures()
-_C1, _C2 = np.uint32(0xCC9E2D51), np.uint32(0x1B873593)
-
-
-def _rotl(x: np.ndarray, r: int) -> np.ndarray:
-    return np.asarray((x << np.uint32(r)) | (x >> np.uint32(32 - r)))
-
-
-def _mix(k: np.ndarray) -> np.ndarray:
-    return np.asarray(_rotl(k * _C1, 15) * _C2)
-
-
-def _murmur3(buf: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.ndarray:
-    """MurmurHash3_x86_32 (seed 0, signed, as sklearn's hasher) of the keys `buf[start:start+length]`,
-    all at once; keys are at most 16 bytes (four characters of UTF-8), and `buf` is zero-padded past
-    its end by as many."""
-    h = np.zeros(len(start), dtype=np.uint32)
-    blocks = length // 4
-    b32 = buf.astype(np.uint32)
-    # The little-endian 4-byte word at every byte offset, so that each block is one gather.
-    quad = b32[:-3] | (b32[1:-2] << np.uint32(8)) | (b32[2:-1] << np.uint32(16)) | (b32[3:] << np.uint32(24))
-    with np.errstate(over="ignore"):
-        for b in range(4):
-            rows = np.flatnonzero(blocks > b)
-            if not len(rows):
-                break
-            x = h[rows] ^ _mix(quad[start[rows] + 4 * b])
-            h[rows] = _rotl(x, 13) * np.uint32(5) + np.uint32(0xE6546B64)
-        rest = length & 3
-        tail = np.flatnonzero(rest)
-        keep = (np.uint32(1) << (8 * rest[tail]).astype(np.uint32)) - np.uint32(1)
-        h[tail] ^= _mix(quad[start[tail] + 4 * blocks[tail]] & keep)
-        h ^= length.astype(np.uint32)
-        h ^= h >> np.uint32(16)
-        h *= np.uint32(0x85EBCA6B)
-        h ^= h >> np.uint32(13)
-        h *= np.uint32(0xC2B2AE35)
-        h ^= h >> np.uint32(16)
-    return h.view(np.int32)
-
-
-def _few_word_counts(words: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """`_word_counts` for a handful of words of any script, n-gram by n-gram: what a prompt at
-    the gateway adds, where numpy's per-call set-up would cost more than the hashing. The hasher's
-    MurmurHash3 (x86, 32-bit, seed 0) of each n-gram's UTF-8 bytes, as sklearn's."""
-    n_features = int(VECTORIZER["n_features"])
-    low, high = VECTORIZER["ngram_range"]
-    lengths: list[int] = []
-    cols: list[int] = []
-    for word in words:
-        padded = f" {word} "
-        before = len(cols)
-        for n in range(low, high + 1):
-            if len(padded) < n:
-                break  # as the vectorizer: a padded word of n - 1 characters was its last n-gram
-            for start in range(max(len(padded) - n + 1, 1)):
-                gram = padded[start : start + n].encode("utf-8", "surrogatepass")
-                cols.append(abs(mmh3.hash(gram, 0)) % n_features)
-        lengths.append(len(cols) - before)
-    return np.array(lengths, dtype=np.int64), np.array(cols, dtype=np.int32)
-
-
-def _word_counts(words: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """The hasher's n-gram columns for many words of any script, in numpy: char_wb pads a word with
-    spaces and takes every n-gram of n = 2..4 characters that fits (a padded word shorter than n
-    yields nothing more), and hashes its UTF-8 bytes. Returns entries per word and the columns in
-    word order (a column repeats as often as its n-gram occurs)."""
-    if not words:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int32)
-    text = "".join(f" {w} " for w in words)
-    points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-    # UTF-8 width of each character (a lone surrogate takes 3 bytes under surrogatepass).
-    width = 1 + (points >= 0x80) + (points >= 0x800) + (points >= 0x10000)
-    offset = np.concatenate(([0], np.cumsum(width)))
-    buf = np.frombuffer(text.encode("utf-8", "surrogatepass") + bytes(16), dtype=np.uint8)
-    padded = np.array([len(w) + 2 for w in words], dtype=np.int64)
-    starts = np.cumsum(padded) - padded
-    rows, begin, end = [], [], []
-    low, high = VECTORIZER["ngram_range"]
-    for n in range(low, high + 1):
-        counts = np.maximum(padded - n + 1, 0)
-        pos = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
-        rows.append(np.repeat(np.arange(len(words)), counts))
-        begin.append(offset[pos])
-        end.append(offset[pos + n])
-    first, last = np.concatenate(begin), np.concatenate(end)
-    cols = np.abs(_murmur3(buf, first, last - first).astype(np.int64)) % int(VECTORIZER["n_features"])
-    row_ids = np.concatenate(rows)
-    order = np.argsort(row_ids, kind="stable")
-    return np.bincount(row_ids, minlength=len(words)), cols[order].astype(np.int32)
 
 
 def featurize(texts: list[str], canonical: bool = True) -> sp.csr_matrix:
@@ -248,9 +192,8 @@ class CapabilityModel:
             # One prompt at the gateway: its normalised counts times the rows of its columns.
             logits = np.empty((len(texts), len(self.classes)))
             for i, text in enumerate(texts):
-                cols, counts = _WORDS.ngram_counts(clip(text).lower())
-                norm = np.sqrt(counts @ counts)
-                logits[i] = (counts / norm) @ self._weights[cols] if norm else 0.0
+                product, norm = _WORDS.projection(clip(text).lower(), self._weights)
+                logits[i] = product / norm if norm else 0.0
         else:
             logits = featurize(texts, canonical=False) @ self._weights
         logits = (logits + self.intercept) / self.temperature
