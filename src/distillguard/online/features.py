@@ -107,9 +107,21 @@ def _ratio(num: float, den: float) -> float:
     return num / den if den else math.nan
 
 
-def _log_mean(table: Mapping[str, int], accounts: Mapping[str, int]) -> float:
-    rows = sum(table.values())
-    return _ratio(sum(c * math.log10(max(accounts.get(k, 1), 1)) for k, c in table.items()), rows)
+def _key_sharing(table: Mapping[str, int], accounts: Mapping[str, int]) -> tuple[int, float]:
+    """Over an account's requests per key (template or prefix): the requests on keys that three or
+    more accounts use, and the mean of log10(accounts on the key) per request. One pass: an account
+    holds up to MAX_KEYS keys, and this runs at every rescoring."""
+    rows = shared = 0
+    total = 0.0
+    log10 = math.log10
+    for key, count in table.items():
+        users = accounts.get(key, 1)
+        rows += count
+        if users >= 3:
+            shared += count
+        if users > 1:
+            total += count * log10(users)
+    return shared, _ratio(total, rows)
 
 
 def static_features(account: Mapping[str, Any] | None) -> dict[str, float]:
@@ -153,7 +165,7 @@ def vector(
     def share(key: str) -> float:
         return _ratio(c.get(key, 0), n)
 
-    shared_rows = sum(k for t, k in st.templates.items() if template_accounts.get(t, 0) >= 3)
+    shared_rows, template_accounts_mean = _key_sharing(st.templates, template_accounts)
     created = account.get("created_at") if account else None
     prompt_sum = st.sums.get("prompt_tokens", 0.0) if c.get("prompt_tokens#") else math.nan
     completion_sum = st.sums.get("completion_tokens", 0.0) if c.get("completion_tokens#") else math.nan
@@ -171,7 +183,7 @@ def vector(
         "template_distinct_ratio": _ratio(d["template"].count(), tpl_rows),
         "template_top_share": _ratio(max(st.templates.values(), default=math.nan), tpl_rows),
         "template_shared_share": _ratio(shared_rows, tpl_rows),
-        "template_shared_accounts_mean": _log_mean(st.templates, template_accounts),
+        "template_shared_accounts_mean": template_accounts_mean,
         "language_distinct": float(d["language"].count()),
         "non_english_share": _ratio(c.get("non_en", 0), c.get("lang_rows", 0)),
         "prompt_chars_mean": mean("prompt_chars"),
@@ -196,7 +208,7 @@ def vector(
         "prefix_distinct": float(d["prefix"].count()),
         "asn_distinct": float(d["asn"].count()),
         "ua_distinct": float(d["ua"].count()),
-        "prefix_accounts_mean": _log_mean(st.prefixes, prefix_accounts),
+        "prefix_accounts_mean": _key_sharing(st.prefixes, prefix_accounts)[1],
         "end_user_distinct": float(d["end_user"].count()),
         "has_referer_share": share("referer"),
         "new_model_early_share": share("new_model_early"),

@@ -29,8 +29,10 @@ SHINGLE = 3  # words per shingle
 
 _SLOT = "\x00"
 _EDGE_CHARS = 600
+_DIGITS = tuple("0123456789")
 # (pattern, characters one of which any match contains): a pattern is skipped, at no change in
 # output, on text without them, which is most text for the costlier ones (URLs, e-mails, quotes).
+# `\d` also matches the other scripts' digits, so numbers are only skipped on ASCII text.
 _MASKS: list[tuple[re.Pattern[str], tuple[str, ...]]] = [
     (re.compile(p, re.S), needles)
     for p, needles in (
@@ -44,9 +46,9 @@ _MASKS: list[tuple[re.Pattern[str], tuple[str, ...]]] = [
             ('"', "“", "«", "„", "「", "『"),
         ),
         (r"(?<![\w'])'[^'\n]{1,300}'(?!\w)", ("'",)),
-        (r"[-+]?\d+(?:[.,:/]\d+)*%?", ()),
+        (r"[-+]?\d+(?:[.,:/]\d+)*%?", _DIGITS),
         (r"(?<=[a-z,;] )[A-Z][\w-]+", ()),  # capitalised word inside a sentence: a name or title
-        (r"[=+*/^<>≤≥∑∫√π]+", ()),  # operators left between masked maths
+        (r"[=+*/^<>≤≥∑∫√π]+", tuple("=+*/^<>≤≥∑∫√π")),  # operators left between masked maths
     )
 ]
 _TOKEN = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]|[^\W\d_]+|\x00+")
@@ -57,20 +59,56 @@ _PERM_XOR = np.uint64(0x2545F4914F6CDD1D)
 _PERM_MULT = np.uint64(0x9E3779B97F4A7C15)
 
 
-def mask_slots(text: str) -> list[str]:
-    """Lower-cased word tokens of `text` with every slot fill collapsed to one placeholder token."""
+def _masked(text: str) -> str:
+    """`text` lower-cased, with every slot fill replaced by the placeholder."""
+    ascii_text = text.isascii()
     for pattern, needles in _MASKS:
+        if needles is _DIGITS and not ascii_text:
+            needles = ()
         if not needles or any(n in text for n in needles):
             text = pattern.sub(_SLOT, text)
-    return [t if t[0] != _SLOT else _SLOT for t in _TOKEN.findall(text.lower())]
+    return text.lower()
+
+
+def _tokens(found: list[str]) -> list[str]:
+    """Tokens as found, each run of placeholders made one placeholder token."""
+    return [t if t[0] != _SLOT else _SLOT for t in found]
+
+
+def mask_slots(text: str) -> list[str]:
+    """Lower-cased word tokens of `text` with every slot fill collapsed to one placeholder token."""
+    return _tokens(_TOKEN.findall(_masked(text)))
+
+
+def _ends(tokens: list[str]) -> list[str]:
+    return tokens[:WINDOW] + tokens[-WINDOW:] if len(tokens) > 2 * WINDOW else tokens
+
+
+def window_tokens(text: str) -> list[str]:
+    """`mask_slots(text)` cut to its first and last WINDOW tokens when it has more than twice that.
+
+    Long text is tokenised at its ends only. The tail scan starts just past a space: no token holds
+    one, so from there it finds what the whole scan finds (an arbitrary start could split a letter
+    run, which may swallow the CJK characters after it).
+    """
+    low = _masked(text)
+    if len(low) > 40 * WINDOW:
+        head: list[str] = []
+        for match in _TOKEN.finditer(low):
+            head.append(match.group())
+            if len(head) == WINDOW:
+                start = low.rfind(" ", match.end(), len(low) - 20 * WINDOW) + 1
+                tail = _TOKEN.findall(low, start) if start > match.end() else []
+                if len(tail) >= WINDOW:
+                    return _tokens(head) + _tokens(tail[-WINDOW:])
+                break
+    return _ends(_tokens(_TOKEN.findall(low)))
 
 
 def _shingle_hashes(text: str) -> np.ndarray:
     if len(text) > 2 * _EDGE_CHARS:  # only the ends reach the window; skip masking a long middle
         text = f"{text[:_EDGE_CHARS]} {_SLOT} {text[-_EDGE_CHARS:]}"
-    tokens = mask_slots(text)
-    if len(tokens) > 2 * WINDOW:
-        tokens = tokens[:WINDOW] + tokens[-WINDOW:]
+    tokens = window_tokens(text)
     n = max(len(tokens) - SHINGLE + 1, 1)
     shingles = {" ".join(tokens[i : i + SHINGLE]) for i in range(n)}
     return np.array([mmh3.hash64(s, SEED, signed=False)[0] for s in shingles], dtype=np.uint64)
