@@ -60,3 +60,22 @@ def test_skipping_masks_by_their_characters_changes_nothing(sharegpt, items):
             full = pattern.sub(_SLOT, full)
         want = [t if t[0] != _SLOT else _SLOT for t in _TOKEN.findall(full.lower())]
         assert mask_slots(text) == want
+
+
+def test_long_text_tokenised_at_its_ends_equals_the_whole_scan(sharegpt, items):
+    # Long prompts are tokenised at their ends only; the window must be the whole scan's ends,
+    # including where a letter run swallows CJK characters across the tail scan's start.
+    from distillguard.signals.template import WINDOW, window_tokens
+
+    long_texts = [" ".join(sharegpt[i : i + 6]) for i in range(0, 600, 6)] + [
+        "abc中文def " * 200,
+        "中文" * 500 + " x" * 40,
+        "word " * 300 + "Σ" + " y" * 5,
+        "x" * 5000,
+        "ab " * 100 + "中" * 800,
+        "Solve: " + " ".join(items[:40]) + " Show every step.",
+    ]
+    for text in long_texts:
+        tokens = mask_slots(text)
+        want = tokens[:WINDOW] + tokens[-WINDOW:] if len(tokens) > 2 * WINDOW else tokens
+        assert window_tokens(text) == want
