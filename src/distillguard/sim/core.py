@@ -65,6 +65,14 @@ class Ctx:
     days: float = 7.0
     start: float = EPOCH
     counter: dict[str, int] = field(default_factory=dict)
+    # Which benign accounts signed up days before the window: a stream of its own, spawned from
+    # `rng`'s seed without drawing from it, so that adding it left every other draw of a seed as it was.
+    signups: np.random.Generator = field(init=False)
+
+    def __post_init__(self) -> None:
+        seeds = self.rng.bit_generator.seed_seq
+        assert isinstance(seeds, np.random.SeedSequence)
+        self.signups = np.random.default_rng(seeds.spawn(1)[0])
 
     @property
     def end(self) -> float:
