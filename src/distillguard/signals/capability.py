@@ -23,7 +23,7 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import HashingVectorizer
 
 from distillguard.signals.base import DistinctCache, per_distinct, prompt_of, prompt_text
-from distillguard.signals.ngrams import ngram_columns
+from distillguard.signals.ngrams import add_word_products, ngram_columns, text_product
 
 MODEL_DIR = Path(__file__).parent / "models"
 HEAD_CHARS = 600
@@ -70,7 +70,7 @@ class _WordFeatures:
         self._rows = 0
         # Each word's counts times a model's weights (`projection`), for the rows below `_projected`.
         self._weights: np.ndarray | None = None
-        self._products = np.empty((0, 0))
+        self._products = np.zeros((0, 0))
         self._projected = 0
 
     def _append(self, lengths: np.ndarray, cols: np.ndarray, data: np.ndarray) -> None:
@@ -110,32 +110,21 @@ class _WordFeatures:
         """
         ids = self._word_ids(text.split())  # the vectorizer's split: whitespace runs
         self._project(weights)
-        starts = self._indptr[ids]
-        lengths = self._indptr[ids + 1] - starts
-        pos = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
-        if not len(pos):
-            return np.zeros(weights.shape[1]), 0.0
-        # Every entry counts 1, so a column's count is its number of occurrences.
-        cols = np.sort(self._indices[pos])
-        runs = np.diff(np.flatnonzero(np.concatenate(([True], cols[1:] != cols[:-1], [True]))))
-        return self._products[ids].sum(axis=0), float(np.sqrt(runs @ runs))
+        total, norm = text_product(ids, self._indptr, self._indices, self._products)
+        return total, float(norm)
 
     def _project(self, weights: np.ndarray) -> None:
         """Bring `_products` up to date for `weights` (recomputed from scratch for other weights)."""
         if self._weights is not weights:
-            self._weights, self._products, self._projected = weights, np.empty((0, weights.shape[1])), 0
+            self._weights, self._products, self._projected = weights, np.zeros((0, weights.shape[1])), 0
         if self._projected == self._rows:
             return
         if len(self._products) < self._rows:
             grown = np.zeros((max(2 * len(self._products), self._rows), weights.shape[1]))
             grown[: self._projected] = self._products[: self._projected]
             self._products = grown
-        lo, hi = self._projected, self._rows
-        bounds = self._indptr[lo : hi + 1]
-        # Every word has n-grams (a padded word is at least three characters), so no segment is empty.
-        products = weights[self._indices[bounds[0] : bounds[-1]]] * self._data[bounds[0] : bounds[-1], None]
-        self._products[lo:hi] = np.add.reduceat(products, bounds[:-1] - bounds[0], axis=0)
-        self._projected = hi
+        add_word_products(self._projected, self._rows, self._indptr, self._indices, weights, self._products)
+        self._projected = self._rows
 
     def features(self, texts: list[str], canonical: bool = True) -> sp.csr_matrix:
         """L2-normalised hashed counts per text; texts are already lower-cased and clipped. Counts are

@@ -96,3 +96,44 @@ def ngram_columns(
     low, high = ngram_range
     lengths, cols = _padded_ngrams(buf, len(words), low, high, n_features)
     return lengths, cols
+
+
+@numba.njit(cache=True, nogil=True)
+def add_word_products(
+    lo: int, hi: int, indptr: np.ndarray, indices: np.ndarray, weights: np.ndarray, out: np.ndarray
+) -> None:  # pragma: no cover - compiled
+    """`out[w] = Σ weights[c]` over the n-gram columns c of each word w in [lo, hi) of a CSR word
+    table (every entry counts one)."""
+    for w in range(lo, hi):
+        for j in range(indptr[w], indptr[w + 1]):
+            for k in range(weights.shape[1]):
+                out[w, k] += weights[indices[j], k]
+
+
+@numba.njit(cache=True, nogil=True)
+def text_product(
+    ids: np.ndarray, indptr: np.ndarray, indices: np.ndarray, products: np.ndarray
+) -> tuple[np.ndarray, float]:  # pragma: no cover - compiled
+    """For a text given as word ids (repeats included) into a CSR word table: the sum of its words'
+    `products` rows and the L2 norm of its n-gram counts (a column's count is its occurrences)."""
+    total = np.zeros(products.shape[1])
+    size = 0
+    for i in ids:
+        size += indptr[i + 1] - indptr[i]
+    cols = np.empty(size, dtype=np.int32)
+    p = 0
+    for i in ids:
+        for j in range(indptr[i], indptr[i + 1]):
+            cols[p] = indices[j]
+            p += 1
+        for k in range(products.shape[1]):
+            total[k] += products[i, k]
+    cols.sort()
+    squares = 0
+    run = 0
+    for j in range(size):
+        if j and cols[j] != cols[j - 1]:
+            squares += run * run
+            run = 0
+        run += 1
+    return total, np.sqrt(squares + run * run)
