@@ -79,3 +79,26 @@ def test_long_text_tokenised_at_its_ends_equals_the_whole_scan(sharegpt, items):
         tokens = mask_slots(text)
         want = tokens[:WINDOW] + tokens[-WINDOW:] if len(tokens) > 2 * WINDOW else tokens
         assert window_tokens(text) == want
+
+
+def test_masks_led_by_a_character_match_their_look_behind_first_forms(sharegpt):
+    # The quote, number and capitalised-word masks are written to start with a character (fast to
+    # scan for); they must substitute exactly as the plain forms they replace.
+    import re
+
+    plain = {
+        6: r"(?<![\w'])'[^'\n]{1,300}'(?!\w)",
+        7: r"[-+]?\d+(?:[.,:/]\d+)*%?",
+        8: r"(?<=[a-z,;] )[A-Z][\w-]+",
+    }
+    edge = [
+        "'quoted' at start",
+        "it's 'ok' here",
+        "x''y 'a'",
+        "+5 -3 a+b 1.5/2 +x - 7 3% -+4 ٣٤",
+        "a,Bee c; Dee Foo1 ;Gee",
+    ]
+    for i, pattern in plain.items():
+        reference = re.compile(pattern, re.S)
+        for text in sharegpt[:3000] + edge:
+            assert _MASKS[i][0].sub(_SLOT, text) == reference.sub(_SLOT, text), (i, text)

@@ -32,7 +32,9 @@ _EDGE_CHARS = 600
 _DIGITS = tuple("0123456789")
 # (pattern, characters one of which any match contains): a pattern is skipped, at no change in
 # output, on text without them, which is most text for the costlier ones (URLs, e-mails, quotes).
-# `\d` also matches the other scripts' digits, so numbers are only skipped on ASCII text.
+# `\d` also matches the other scripts' digits, so numbers are only skipped on ASCII text. Each
+# pattern begins with a character rather than a look-behind, which lets the regex engine skip ahead
+# to where that character occurs (the look-behind follows it, at the same place).
 _MASKS: list[tuple[re.Pattern[str], tuple[str, ...]]] = [
     (re.compile(p, re.S), needles)
     for p, needles in (
@@ -45,9 +47,9 @@ _MASKS: list[tuple[re.Pattern[str], tuple[str, ...]]] = [
             r"\"[^\"\n]{1,300}\"|“[^”]{1,300}”|«[^»]{1,300}»|„[^“”]{1,300}[“”]|「[^」]{1,300}」|『[^』]{1,300}』",
             ('"', "“", "«", "„", "「", "『"),
         ),
-        (r"(?<![\w'])'[^'\n]{1,300}'(?!\w)", ("'",)),
-        (r"[-+]?\d+(?:[.,:/]\d+)*%?", _DIGITS),
-        (r"(?<=[a-z,;] )[A-Z][\w-]+", ()),  # capitalised word inside a sentence: a name or title
+        (r"'(?<![\w']')[^'\n]{1,300}'(?!\w)", ("'",)),  # not after a letter or quote: not "it's"
+        (r"(?:[-+](?=\d)|\d)\d*(?:[.,:/]\d+)*%?", _DIGITS),  # [-+]?\d+..., led by its first character
+        (r"[A-Z](?<=[a-z,;] [A-Z])[\w-]+", ()),  # capitalised word inside a sentence: a name or title
         (r"[=+*/^<>≤≥∑∫√π]+", tuple("=+*/^<>≤≥∑∫√π")),  # operators left between masked maths
     )
 ]
