@@ -20,7 +20,6 @@ from distillguard.schema import CAPABILITIES
 
 _DAY = 86400.0
 _DISTILL_CAPS = frozenset(c for c in CAPABILITIES if c != "general")
-_INDEX = {name: i for i, name in enumerate(FEATURES)}
 
 
 def epoch(value: datetime | float) -> float:
@@ -156,8 +155,8 @@ def vector(
     c, d, n = st.counts, st.distinct, float(st.n)
     cap_rows, tpl_rows, kind_rows = c.get("cap_rows", 0), c.get("tpl_rows", 0), c.get("kind_rows", 0)
     active_days = d["day"].count()
-    hours = np.asarray(st.hours, dtype=np.float64)
-    p = hours[hours > 0] / hours.sum() if hours.sum() else hours[:0]
+    hours_total = sum(st.hours)
+    hour_entropy = -sum(h / hours_total * math.log(h / hours_total) for h in st.hours if h)
 
     def mean(key: str) -> float:
         return _ratio(st.sums.get(key, 0.0), c.get(key + "#", 0))
@@ -175,7 +174,7 @@ def vector(
         "requests_per_active_day": _ratio(n, active_days),
         "gap_cv": _ratio(st.gaps.std(), st.gaps.mean) if st.gaps.n else math.nan,
         "gap_median_s": histogram_median(st.gap_bins),
-        "hour_entropy": float(-(p * np.log(p)).sum()),
+        "hour_entropy": float(hour_entropy),
         **{f"cap_{cap}_share": _ratio(c.get(f"cap_{cap}", 0), cap_rows) for cap in CAPABILITIES},
         "cap_unknown_share": share("cap_null"),
         "distill_cap_share": _ratio(c.get("distill", 0), cap_rows),
@@ -219,7 +218,4 @@ def vector(
         ),
         **static_features(account),
     }
-    out = np.full(len(FEATURES), np.nan)
-    for name, value in f.items():
-        out[_INDEX[name]] = value
-    return out
+    return np.array([f[name] for name in FEATURES], dtype=np.float64)
