@@ -133,3 +133,45 @@ def test_partitions_hold_disjoint_whole_accounts(world: tuple[Path, Path, list[P
         assert set(account_partition(ids, PARTS).to_pylist()) == {i}
         seen.append(set(ids.to_pylist()))
     assert all(not (a & b) for j, a in enumerate(seen) for b in seen[j + 1 :])
+
+
+def test_partitions_linked_together_equal_the_full_run(
+    world: tuple[Path, Path, list[Path]], runs: tuple[pa.Table, CrossAccountContext, CrossAccountContext]
+) -> None:
+    # Linking needs every account at once: each partition is scanned with the merged context, then
+    # `link-partitions` finds campaigns over all of them. Scores, verdicts and campaigns (members and
+    # actor) must be the full run's.
+    import csv
+    import json
+
+    from typer.testing import CliRunner
+
+    from distillguard.cli import app
+    from distillguard.pipeline import scan
+
+    work, log, parts = world
+    _, _, merged = runs
+    sim = work / "sim"
+    common = {"accounts": sim / "accounts.csv", "intel": sorted((sim / "intel").glob("*.json"))}
+    scan([log], work / "scan-full", **common)
+    for i, path in enumerate(parts):
+        scan([path], work / f"scan-part-{i}", context=merged, **common)
+    dbs = [str(work / f"scan-part-{i}" / "distillguard.duckdb") for i in range(PARTS)]
+    out = work / "linked"
+    for _ in range(2):  # a second run over the same folder gives the same outputs
+        result = CliRunner().invoke(
+            app, ["link-partitions", *dbs, "--out", str(out), "--intel", str(sim / "intel")]
+        )
+        assert result.exit_code == 0, result.output
+
+    def accounts(d: Path) -> dict[str, tuple[str, str, str]]:
+        rows = csv.DictReader((d / "accounts.csv").open())
+        return {r["account_id"]: (r["score"], r["verdict"], bool(r["campaign_id"])) for r in rows}
+
+    def campaigns(d: Path) -> set[tuple[frozenset[str], str | None]]:
+        found = json.loads((d / "campaigns.json").read_text())
+        return {(frozenset(c["accounts"]), c["attribution"]["actor"]) for c in found}
+
+    assert accounts(out) == accounts(work / "scan-full")
+    assert campaigns(out) == campaigns(work / "scan-full") and campaigns(out)
+    assert (out / "report.html").exists()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -12,6 +12,9 @@ from rich.table import Table
 
 from distillguard.io import READERS, ReadOptions, RejectSink
 from distillguard.io.base import parse_networks
+
+if TYPE_CHECKING:
+    from distillguard.pipeline import ScanResult
 
 app = typer.Typer(
     help="Detect, attribute and counter LLM distillation campaigns in API gateway logs.",
@@ -132,7 +135,11 @@ def scan(
         engine=engine.value,
         context=CrossAccountContext.load(context) if context else None,
     )
-    table = Table(title=f"distillguard scan -> {out}")
+    _print_result(out, result)
+
+
+def _print_result(out: Path, result: ScanResult) -> None:
+    table = Table(title=f"distillguard -> {out}")
     for col in ("exchanges", "accounts", "rejects", "campaigns", *result.verdicts):
         table.add_column(col, justify="right")
     table.add_row(
@@ -143,6 +150,33 @@ def scan(
         *(str(n) for n in result.verdicts.values()),
     )
     Console().print(table)
+
+
+@app.command("link-partitions")
+def link_partitions(
+    partitions: Annotated[
+        list[Path],
+        typer.Argument(exists=True, dir_okay=False, help="The partition scans' DuckDB files."),
+    ],
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("distillguard-out"),
+    intel: Annotated[
+        list[Path] | None,
+        typer.Option(
+            exists=True,
+            help="STIX 2.1 bundle of known actors, or a folder of them (*.json); repeat for more.",
+        ),
+    ] = None,
+    policy: Annotated[Path | None, typer.Option(exists=True, help="Verdict policy YAML.")] = None,
+) -> None:
+    """Finish a partitioned run: campaigns over every partition's accounts, then the usual outputs.
+
+    Each partition is scanned first (`scan --context`, with the run's merged cross-account context);
+    linking needs all accounts at once, since two accounts that share a key may sit in two partitions.
+    """
+    from distillguard.pipeline import link_partitions as run_link
+
+    result = run_link(partitions, out, intel=intel_files(intel or []), policy_path=policy)
+    _print_result(out, result)
 
 
 @app.command()

@@ -37,6 +37,8 @@ from distillguard.store import (
     ACCOUNT_EDGES,
     ACCOUNT_FEATURES,
     ACCOUNT_SCORES,
+    ACCOUNTS,
+    EVENTS,
     REQUEST_SIGNALS,
     EngineStages,
     EventStore,
@@ -353,15 +355,41 @@ def scan(
     policy = Policy.load(policy_path)
     model = RiskModel.load(model_path)
 
+    result.added, features = prepare(
+        store, paths, rejects, options or ReadOptions(), accounts, result.timings, context
+    )
+    conclude(
+        store, features, out_dir, result, policy, model, intel, labels, rejects, inputs=paths, started=started
+    )
+    if owned:
+        store.close()
+    return result
+
+
+def conclude(
+    store: EventStore,
+    features: pa.Table,
+    out_dir: Path,
+    result: ScanResult,
+    policy: Policy,
+    model: RiskModel,
+    intel: Sequence[Path] = (),
+    labels: Path | None = None,
+    rejects: RejectSink | None = None,
+    *,
+    inputs: Sequence[Path] = (),
+    started: datetime | None = None,
+) -> None:
+    """Everything after the account features: scores, campaigns, attribution, evidence, and the
+    outputs (accounts.csv, campaigns.json, stix.json, summary.json, report.html) in `out_dir`."""
+    started = started or datetime.now(UTC)
+    rejects = rejects or RejectSink()
+
     def timed(stage: str, t0: float) -> float:
         now = time.perf_counter()
         result.timings[stage] = round(now - t0, 3)
         return now
 
-    t = time.perf_counter()
-    result.added, features = prepare(
-        store, paths, rejects, options or ReadOptions(), accounts, result.timings, context
-    )
     t = time.perf_counter()
     scores = score_accounts(features, model, policy)
     t = timed("score", t)
@@ -390,7 +418,7 @@ def scan(
         "rejects": result.rejects,
         "campaigns": len(result.campaigns),
         "verdicts": result.verdicts,
-        "inputs": [str(p) for p in paths],
+        "inputs": [str(p) for p in inputs],
         "started": started.isoformat(),
         "finished": datetime.now(UTC).isoformat(),
         "timings_s": result.timings,
@@ -401,6 +429,64 @@ def scan(
     write_report(out_dir, store)
     timed("outputs", t)
     (out_dir / "summary.json").write_text(json.dumps({**summary, "timings_s": result.timings}, indent=2))
-    if owned:
+
+
+def union_partitions(store: Store, partitions: Sequence[Path]) -> pa.Table:
+    """Copy the events, accounts, request signals and account features of partition scans (DuckDB
+    files of one run's disjoint account partitions) into `store`; returns the features of all.
+
+    The graph stage cannot run per partition: an edge joins two accounts that share a key (a
+    template, an IP at the same hour), and the two may sit in different partitions. So the
+    partitions' signals and features, computed with the merged cross-account context, are brought
+    together and linking runs once over every account.
+    """
+    raw = store.con.con
+    names = [f"partition_{i}" for i in range(len(partitions))]
+    for name, path in zip(names, partitions, strict=True):
+        if not Path(path).exists():
+            raise FileNotFoundError(f"{path}: no partition store there")
+        raw.execute(f"ATTACH '{Path(path).resolve()}' AS {name} (READ_ONLY)")
+    try:
+        for table in (EVENTS, REQUEST_SIGNALS, ACCOUNT_FEATURES):
+            union = " UNION ALL BY NAME ".join(f'SELECT * FROM {n}."{table}"' for n in names)
+            if table == EVENTS:
+                raw.execute(f'INSERT INTO "{EVENTS}" BY NAME {union}')
+            else:
+                raw.execute(f'CREATE OR REPLACE TABLE "{table}" AS {union}')
+        # Each partition was scanned with the whole accounts file: keep one row per account.
+        union = " UNION ALL BY NAME ".join(f'SELECT * FROM {n}."{ACCOUNTS}"' for n in names)
+        raw.execute(f'INSERT INTO "{ACCOUNTS}" BY NAME SELECT DISTINCT ON (account_id) * FROM ({union})')
+    finally:
+        for name in names:
+            raw.execute(f"DETACH {name}")
+    return store.table(ACCOUNT_FEATURES).to_pyarrow()
+
+
+def link_partitions(
+    partitions: Sequence[Path],
+    out_dir: Path,
+    *,
+    intel: Sequence[Path] = (),
+    policy_path: Path | None = None,
+    model_path: Path = DEFAULT_MODEL,
+    labels: Path | None = None,
+) -> ScanResult:
+    """The second half of a partitioned run: scores, campaigns over every partition's accounts,
+    attribution and the outputs, as `scan` writes them, from the partitions' DuckDB files."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = datetime.now(UTC)
+    result = ScanResult(out_dir)
+    db = out_dir / "distillguard.duckdb"
+    for stale in (db, db.with_suffix(".duckdb.wal")):  # derived from the partitions: rebuilt each run
+        stale.unlink(missing_ok=True)
+    store = Store(db)
+    try:
+        features = union_partitions(store, partitions)
+        result.added = store.count_events()
+        policy, model = Policy.load(policy_path), RiskModel.load(model_path)
+        conclude(
+            store, features, out_dir, result, policy, model, intel, labels, inputs=partitions, started=started
+        )
+    finally:
         store.close()
     return result
