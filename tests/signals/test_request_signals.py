@@ -54,6 +54,12 @@ def test_distinct_cache_computes_each_value_once_and_stays_bounded():
     assert calls == [["a", "b", None]]  # the second call was served from the table
     assert cache(["c", "d", "a"]) == ["C", "D", "A"]  # full: cleared, recomputed whole
     assert calls[-1] == ["c", "d", "a"] and len(cache.results) == 3
+    # One value at a time (the gateway): from the table when there, else computed, bounded alike.
+    calls.clear()
+    assert cache.one("a") == "A" and calls == []
+    assert cache.one(None) is None and calls == [[None]]  # full: cleared first
+    assert [cache.one(v) for v in ("d", "e", "d")] == ["D", "E", "D"]
+    assert calls == [[None], ["d"], ["e"]] and len(cache.results) == 3
 
 
 def test_signals_over_many_batches_equal_one_batch(sharegpt, items):

@@ -176,7 +176,7 @@ class IpEnricher:
         return pa.RecordBatch.from_struct_array(found)
 
     def row(self, event: Mapping[str, Any]) -> dict[str, Any]:
-        return dict(_IPS([event.get("client_ip")])[0])
+        return dict(_IPS.one(event.get("client_ip")))
 
 
 def build_asn_table(csv_dir: Path, out: Path = ASN_TABLE) -> None:

@@ -72,10 +72,7 @@ class DistinctCache:
         self.results: dict[int | None, Any] = {}
 
     def __call__(self, values: list[str | None]) -> list[Any]:
-        # Hashed as bytes: mmh3 crashes on a str holding a lone surrogate, which JSON can spell.
-        keys = [
-            None if v is None else mmh3.hash128(v.encode("utf-8", "surrogatepass"), _SEED) for v in values
-        ]
+        keys = [_key(v) for v in values]
         missing = {k: v for k, v in zip(keys, values, strict=True) if k not in self.results}
         if len(self.results) + len(missing) > self.limit:
             self.results = {}
@@ -83,6 +80,24 @@ class DistinctCache:
         if missing:
             self.results.update(zip(missing, self.fn(list(missing.values())), strict=True))
         return [self.results[k] for k in keys]
+
+    def one(self, value: str | None) -> Any:
+        """`self([value])[0]`, without the list work: the gateway asks for one value at a time."""
+        key = _key(value)
+        found = self.results.get(key, _MISSING)
+        if found is _MISSING:
+            if len(self.results) >= self.limit:
+                self.results = {}
+            found = self.results[key] = self.fn([value])[0]
+        return found
+
+
+_MISSING = object()
+
+
+def _key(value: str | None) -> int | None:
+    # Hashed as bytes: mmh3 crashes on a str holding a lone surrogate, which JSON can spell.
+    return None if value is None else mmh3.hash128(value.encode("utf-8", "surrogatepass"), _SEED)
 
 
 def prompt_text(batch: pa.RecordBatch, with_system: bool = False) -> pa.Array:

@@ -240,4 +240,4 @@ class CapabilitySignal:
         return pa.RecordBatch.from_struct_array(found)
 
     def row(self, event: Mapping[str, Any]) -> dict[str, Any]:
-        return dict(_CAPABILITIES([prompt_of(event, with_system=True)])[0])
+        return dict(_CAPABILITIES.one(prompt_of(event, with_system=True)))

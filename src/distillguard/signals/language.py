@@ -68,4 +68,4 @@ class LanguageSignal:
         return pa.RecordBatch.from_arrays([column], schema=self.columns)
 
     def row(self, event: Mapping[str, Any]) -> dict[str, Any]:
-        return {"language": _LANGUAGES([prompt_of(event)])[0]}
+        return {"language": _LANGUAGES.one(prompt_of(event))}

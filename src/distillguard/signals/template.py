@@ -147,4 +147,4 @@ class TemplateSignal:
         return pa.RecordBatch.from_arrays([column], schema=self.columns)
 
     def row(self, event: Mapping[str, Any]) -> dict[str, Any]:
-        return {"template_id": _TEMPLATE_IDS([prompt_of(event, with_system=True)])[0]}
+        return {"template_id": _TEMPLATE_IDS.one(prompt_of(event, with_system=True))}
