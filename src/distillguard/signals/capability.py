@@ -87,17 +87,19 @@ class _WordFeatures:
         self._rows += len(lengths)
 
     def _word_ids(self, words: list[str]) -> np.ndarray:
-        distinct = dict.fromkeys(words)
-        new = [w for w in distinct if w not in self.index]
-        if len(self.index) + len(new) > self.limit:
-            self._clear()
-            new = list(distinct)
-        if new:
+        # One lookup per word when all are known, the common case (the index is large and cold).
+        ids = list(map(self.index.get, words))
+        if None in ids:
+            new = list(dict.fromkeys(w for w, i in zip(words, ids, strict=True) if i is None))
+            if len(self.index) + len(new) > self.limit:
+                self._clear()
+                new = list(dict.fromkeys(words))
             # The table grows before the index, so an index entry always has its row.
             lengths, cols = ngram_columns(new, VECTORIZER["ngram_range"], VECTORIZER["n_features"])
             self._append(lengths, cols, np.ones(len(cols)))
             self.index.update(zip(new, range(len(self.index), len(self.index) + len(new)), strict=True))
-        return np.fromiter(map(self.index.__getitem__, words), dtype=np.int64, count=len(words))
+            ids = list(map(self.index.__getitem__, words))
+        return np.array(ids, dtype=np.int64)
 
     def projection(self, text: str, weights: np.ndarray) -> tuple[np.ndarray, float]:
         """One text's hashed n-gram counts (lower-cased and clipped) times `weights` (n_features x
