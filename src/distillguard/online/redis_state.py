@@ -12,7 +12,7 @@ every request, then tries Redis again (redis-py reconnects by itself after a res
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -116,7 +116,7 @@ class RedisState:
     def link(self, kind: str, key: str, account_id: str) -> None:
         self._call(lambda: self.client.pfadd(self._key(kind, key), account_id))
 
-    def accounts_on(self, kind: str, keys: Iterable[str]) -> dict[str, int]:
+    def accounts_on(self, kind: str, keys: Iterable[str]) -> Mapping[str, int]:
         keys = list(keys)
 
         def counts() -> list[int]:

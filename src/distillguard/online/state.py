@@ -16,8 +16,9 @@ Approximations against the batch features (measured in tests/online/test_parity.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Protocol
 
 import mmh3
@@ -252,8 +253,9 @@ class State(Protocol):
         """Record that `account_id` used `key` (a template id or an IP prefix)."""
         ...
 
-    def accounts_on(self, kind: str, keys: Iterable[str]) -> dict[str, int]:
-        """Distinct accounts seen on each key."""
+    def accounts_on(self, kind: str, keys: Iterable[str]) -> Mapping[str, int]:
+        """Distinct accounts seen on each key: a mapping that holds at least `keys` (a key never
+        linked may be absent, and reads as no other account)."""
         ...
 
     def first_seen(self, name: str, ts: float) -> float:
@@ -308,9 +310,10 @@ class MemoryState:
         counter.add(account_id)
         self._link_counts.setdefault(kind, {})[key] = counter.count()
 
-    def accounts_on(self, kind: str, keys: Iterable[str]) -> dict[str, int]:
-        counts = self._link_counts.get(kind, {})
-        return {k: counts.get(k, 0) for k in keys}
+    def accounts_on(self, kind: str, keys: Iterable[str]) -> Mapping[str, int]:
+        # Every key's count, not a copy of the ones asked for: an account holds up to MAX_KEYS
+        # keys, and a rescoring reads them all.
+        return MappingProxyType(self._link_counts.get(kind, {}))
 
     def first_seen(self, name: str, ts: float) -> float:
         cur = self._first.get(name)
