@@ -34,6 +34,13 @@ TrustedOpt = Annotated[
     typer.Option("--trusted-proxy", help="CIDR of your own proxies; X-Forwarded-For is read past them only."),
 ]
 FormatOpt = Annotated[str | None, typer.Option("--format", help="Skip sniffing and use this reader.")]
+IntelOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        exists=True, help="STIX 2.1 bundle of known actors, or a folder of them (*.json); repeat for more."
+    ),
+]
+PolicyOpt = Annotated[Path | None, typer.Option(exists=True, help="Verdict policy YAML.")]
 
 
 class Engine(StrEnum):
@@ -88,14 +95,8 @@ def scan(
     accounts: Annotated[
         Path | None, typer.Option(exists=True, help="Accounts table (CSV or Parquet).")
     ] = None,
-    intel: Annotated[
-        list[Path] | None,
-        typer.Option(
-            exists=True,
-            help="STIX 2.1 bundle of known actors, or a folder of them (*.json); repeat for more.",
-        ),
-    ] = None,
-    policy: Annotated[Path | None, typer.Option(exists=True, help="Verdict policy YAML.")] = None,
+    intel: IntelOpt = None,
+    policy: PolicyOpt = None,
     db: Annotated[
         Path | None,
         typer.Option(
@@ -159,14 +160,8 @@ def link_partitions(
         typer.Argument(exists=True, dir_okay=False, help="The partition scans' DuckDB files."),
     ],
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("distillguard-out"),
-    intel: Annotated[
-        list[Path] | None,
-        typer.Option(
-            exists=True,
-            help="STIX 2.1 bundle of known actors, or a folder of them (*.json); repeat for more.",
-        ),
-    ] = None,
-    policy: Annotated[Path | None, typer.Option(exists=True, help="Verdict policy YAML.")] = None,
+    intel: IntelOpt = None,
+    policy: PolicyOpt = None,
 ) -> None:
     """Finish a partitioned run: campaigns over every partition's accounts, then the usual outputs.
 
