@@ -445,7 +445,8 @@ def union_partitions(store: Store, partitions: Sequence[Path]) -> pa.Table:
     for name, path in zip(names, partitions, strict=True):
         if not Path(path).exists():
             raise FileNotFoundError(f"{path}: no partition store there")
-        raw.execute(f"ATTACH '{Path(path).resolve()}' AS {name} (READ_ONLY)")
+        quoted = str(Path(path).resolve()).replace("'", "''")  # a SQL string literal
+        raw.execute(f"ATTACH '{quoted}' AS {name} (READ_ONLY)")
     try:
         for table in (EVENTS, REQUEST_SIGNALS, ACCOUNT_FEATURES):
             union = " UNION ALL BY NAME ".join(f'SELECT * FROM {n}."{table}"' for n in names)
