@@ -175,3 +175,13 @@ def test_partitions_linked_together_equal_the_full_run(
     assert accounts(out) == accounts(work / "scan-full")
     assert campaigns(out) == campaigns(work / "scan-full") and campaigns(out)
     assert (out / "report.html").exists()
+
+
+def test_link_partitions_names_a_store_that_was_not_scanned(tmp_path: Path) -> None:
+    from distillguard.pipeline import link_partitions
+
+    Store(tmp_path / "ingested-only.duckdb").close()
+    with pytest.raises(ValueError, match=r"ingested-only\.duckdb: not a scanned partition"):
+        link_partitions([tmp_path / "ingested-only.duckdb"], tmp_path / "out")
+    with pytest.raises(FileNotFoundError, match=r"nowhere\.duckdb"):
+        link_partitions([tmp_path / "nowhere.duckdb"], tmp_path / "out")

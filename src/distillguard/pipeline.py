@@ -448,6 +448,18 @@ def union_partitions(store: Store, partitions: Sequence[Path]) -> pa.Table:
         quoted = str(Path(path).resolve()).replace("'", "''")  # a SQL string literal
         raw.execute(f"ATTACH '{quoted}' AS {name} (READ_ONLY)")
     try:
+        for name, path in zip(names, partitions, strict=True):
+            held = {
+                r[0]
+                for r in raw.execute(
+                    f"SELECT table_name FROM duckdb_tables() WHERE database_name = '{name}'"
+                ).fetchall()
+            }
+            missing = [t for t in (EVENTS, ACCOUNTS, REQUEST_SIGNALS, ACCOUNT_FEATURES) if t not in held]
+            if missing:
+                raise ValueError(
+                    f"{path}: not a scanned partition (no table {', '.join(missing)}); scan it first"
+                )
         for table in (EVENTS, REQUEST_SIGNALS, ACCOUNT_FEATURES):
             union = " UNION ALL BY NAME ".join(f'SELECT * FROM {n}."{table}"' for n in names)
             if table == EVENTS:
