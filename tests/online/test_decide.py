@@ -81,3 +81,33 @@ def test_distinct_counter(n: int) -> None:
         c.add(f"v{i}")
     assert abs(c.count() - n) <= (0 if n <= 128 else 0.06 * n)
     assert DistinctCounter.from_obj(c.to_obj()).count() == c.count()
+
+
+def test_detector_from_env_is_warm_before_its_first_request() -> None:
+    # The gateway's detector compiles its loops and loads its models at start-up, touching no
+    # state. In a fresh process, since this one has compiled them already for other tests.
+    import subprocess
+    import sys
+
+    code = (
+        "from distillguard.online.compiled import _probability\n"
+        "from distillguard.signals.ngrams import _padded_ngrams, add_word_products, text_product\n"
+        "loops = (_probability, _padded_ngrams, add_word_products, text_product)\n"
+        "compiled = lambda: [bool(f.signatures) for f in loops]\n"
+        "before = compiled()\n"
+        "from distillguard.online.decide import detector_from_env\n"
+        "det = detector_from_env({})\n"
+        "print(before, compiled(), det.state.get('') is None)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == [
+        "[False,",
+        "False,",
+        "False,",
+        "False]",
+        "[True,",
+        "True,",
+        "True,",
+        "True]",
+        "True",
+    ]

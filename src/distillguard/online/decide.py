@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from distillguard.features import FEATURES
 from distillguard.online import features as online_features
 from distillguard.online.compiled import CompiledRiskModel
 from distillguard.online.state import AccountState, MemoryState, State, StateUnavailable
@@ -163,6 +164,22 @@ class OnlineDetector:
         """Fresh risk of an account from its current state (no cache)."""
         return self._predict_one(self.feature_vector(account_id))
 
+    def warm_up(self) -> None:
+        """Load the language model and compile the signals' and the model's loops (numba, a second
+        or two on a fresh install, then read from its cache) before the first request, so that
+        request does not pay for it. Touches no account state."""
+        self.request_signals(
+            {
+                "request_id": "warm-up",
+                "start_time": 0.0,
+                "account_id": "",
+                "content_present": True,
+                "user_text": "Warm-up: think step by step and explain your reasoning.",
+                "client_ip": "192.0.2.1",
+            }
+        )
+        self._predict_one(np.full(len(FEATURES), np.nan))
+
     # --- internals ---------------------------------------------------------------------------
 
     def _observe(self, event: Mapping[str, Any]) -> AccountState:
@@ -259,10 +276,12 @@ def detector_from_env(env: Mapping[str, str] | None = None) -> OnlineDetector:
     if env.get("DISTILLGUARD_ACCOUNTS"):
         table = read_accounts(Path(env["DISTILLGUARD_ACCOUNTS"]), RejectSink())
         accounts = {r["account_id"]: r for r in table.to_pylist()}
-    return OnlineDetector(
+    detector = OnlineDetector(
         RiskModel.load(Path(env.get("DISTILLGUARD_MODEL", DEFAULT_MODEL))),
         policy=Path(env.get("DISTILLGUARD_POLICY", DEFAULT_POLICY)),
         state=state,
         accounts=accounts,
         on_state_error=env.get("DISTILLGUARD_ON_STATE_ERROR", "allow"),
     )
+    detector.warm_up()
+    return detector
