@@ -11,7 +11,9 @@ A partitioned run therefore works in two passes:
    accounts, and the earliest first sighting), and every partition computes its features with
    the merged context (`features.account_features(..., context=...)`).
 
-The result equals the single full run, account for account (`bench/slice.py` measures it).
+Features, scores and verdicts then equal the single full run's, account for account. Campaigns
+need one more pass over all partitions at once (`pipeline.link_partitions`), since an edge may join
+accounts of two partitions. `bench/slice.py` measures both.
 """
 
 from __future__ import annotations

@@ -460,15 +460,18 @@ def union_partitions(store: Store, partitions: Sequence[Path]) -> pa.Table:
                 raise ValueError(
                     f"{path}: not a scanned partition (no table {', '.join(missing)}); scan it first"
                 )
-        for table in (EVENTS, REQUEST_SIGNALS, ACCOUNT_FEATURES):
-            union = " UNION ALL BY NAME ".join(f'SELECT * FROM {n}."{table}"' for n in names)
-            if table == EVENTS:
-                raw.execute(f'INSERT INTO "{EVENTS}" BY NAME {union}')
-            else:
-                raw.execute(f'CREATE OR REPLACE TABLE "{table}" AS {union}')
+
+        def union(table: str) -> str:
+            return " UNION ALL BY NAME ".join(f'SELECT * FROM {n}."{table}"' for n in names)
+
+        # The store made events and accounts with their schema; the derived tables come as they are.
+        raw.execute(f'INSERT INTO "{EVENTS}" BY NAME {union(EVENTS)}')
         # Each partition was scanned with the whole accounts file: keep one row per account.
-        union = " UNION ALL BY NAME ".join(f'SELECT * FROM {n}."{ACCOUNTS}"' for n in names)
-        raw.execute(f'INSERT INTO "{ACCOUNTS}" BY NAME SELECT DISTINCT ON (account_id) * FROM ({union})')
+        raw.execute(
+            f'INSERT INTO "{ACCOUNTS}" BY NAME SELECT DISTINCT ON (account_id) * FROM ({union(ACCOUNTS)})'
+        )
+        for table in (REQUEST_SIGNALS, ACCOUNT_FEATURES):
+            raw.execute(f'CREATE OR REPLACE TABLE "{table}" AS {union(table)}')
     finally:
         for name in names:
             raw.execute(f"DETACH {name}")
@@ -484,7 +487,7 @@ def link_partitions(
     model_path: Path = DEFAULT_MODEL,
     labels: Path | None = None,
 ) -> ScanResult:
-    """The second half of a partitioned run: scores, campaigns over every partition's accounts,
+    """The last pass of a partitioned run: scores, campaigns over every partition's accounts,
     attribution and the outputs, as `scan` writes them, from the partitions' DuckDB files."""
     out_dir.mkdir(parents=True, exist_ok=True)
     started = datetime.now(UTC)

@@ -73,8 +73,9 @@ class _WordFeatures:
         self._products = np.zeros((0, 0))
         self._projected = 0
 
-    def _append(self, lengths: np.ndarray, cols: np.ndarray, data: np.ndarray) -> None:
-        """Add words whose n-gram columns (`lengths[i]` entries each, in word order) are `cols`."""
+    def _append(self, lengths: np.ndarray, cols: np.ndarray) -> None:
+        """Add words whose n-gram columns (`lengths[i]` entries each, in word order) are `cols`; each
+        entry counts one (an n-gram occurring twice in a word is two entries)."""
         n, nnz = self._rows, int(self._indptr[self._rows])
         if n + len(lengths) + 1 > len(self._indptr):
             self._indptr = np.resize(self._indptr, max(2 * len(self._indptr), n + len(lengths) + 1))
@@ -83,7 +84,7 @@ class _WordFeatures:
             self._indices, self._data = np.resize(self._indices, size), np.resize(self._data, size)
         self._indptr[n + 1 : n + len(lengths) + 1] = np.cumsum(lengths) + nnz
         self._indices[nnz : nnz + len(cols)] = cols
-        self._data[nnz : nnz + len(cols)] = data
+        self._data[nnz : nnz + len(cols)] = 1.0
         self._rows += len(lengths)
 
     def _word_ids(self, words: list[str]) -> np.ndarray:
@@ -96,7 +97,7 @@ class _WordFeatures:
                 new = list(dict.fromkeys(words))
             # The table grows before the index, so an index entry always has its row.
             lengths, cols = ngram_columns(new, VECTORIZER["ngram_range"], VECTORIZER["n_features"])
-            self._append(lengths, cols, np.ones(len(cols)))
+            self._append(lengths, cols)
             self.index.update(zip(new, range(len(self.index), len(self.index) + len(new)), strict=True))
             ids = list(map(self.index.__getitem__, words))
         return np.array(ids, dtype=np.int64)
