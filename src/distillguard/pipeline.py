@@ -33,6 +33,8 @@ from distillguard.policy import Policy
 from distillguard.report import write_report
 from distillguard.schema import REQUEST_SIGNAL_SCHEMA, VERDICTS
 from distillguard.score import DEFAULT_MODEL, RiskModel, feature_matrix
+from distillguard.signals import SIGNAL_INPUTS
+from distillguard.signals.workers import SignalWorkers, default_workers
 from distillguard.store import (
     ACCOUNT_EDGES,
     ACCOUNT_FEATURES,
@@ -98,10 +100,12 @@ def _counted(batches: Iterator[pa.RecordBatch], bar: Progress, task: Any) -> Ite
         yield batch
 
 
-def compute_request_signals(store: EventStore, batch_rows: int = 20_000) -> int:
-    """Signals for stored events that have none yet; returns rows computed."""
-    from distillguard.signals import request_signals
-
+def compute_request_signals(
+    store: EventStore, batch_rows: int = 5_000, workers: SignalWorkers | None = None
+) -> int:
+    """Signals for stored events that have none yet; returns rows computed. `workers` computes
+    them in other processes (started by the caller, so their start-up overlaps its other work);
+    without, in this one."""
     if isinstance(store, EngineStages):
         return store.compute_request_signals()
     if not isinstance(store, Store):
@@ -110,7 +114,7 @@ def compute_request_signals(store: EventStore, batch_rows: int = 20_000) -> int:
     con = store.con
     if REQUEST_SIGNALS not in con.list_tables():
         con.create_table(REQUEST_SIGNALS, schema=ibis.Schema.from_pyarrow(REQUEST_SIGNAL_SCHEMA))
-    todo = store.events.anti_join(con.table(REQUEST_SIGNALS), "request_id")
+    todo = store.events.select(*SIGNAL_INPUTS).anti_join(con.table(REQUEST_SIGNALS), "request_id")
     total = int(todo.count().execute())
     done = 0
     # The anti-join is streamed through a cursor of its own: on the connection that inserts, DuckDB
@@ -125,10 +129,9 @@ def compute_request_signals(store: EventStore, batch_rows: int = 20_000) -> int:
     )
     with progress() as bar:
         task = bar.add_task("signals", total=total)
-        for batch in reader:
-            out = request_signals(batch)
+        for out in (workers or SignalWorkers(1)).map(reader):
             store.append_arrow(REQUEST_SIGNALS, pa.Table.from_batches([out]))
-            done += batch.num_rows
+            done += out.num_rows
             bar.update(task, completed=done)
     return done
 
@@ -295,6 +298,18 @@ def write_accounts_csv(scores: pa.Table, path: Path) -> None:
             )
 
 
+# Logs smaller than this (about 20,000 exchanges of gzipped JSON lines) are signalled in this process:
+# below it, a worker's start-up (about 3 s) costs more than the half of the signals it would take over.
+PARALLEL_SIGNALS_MIN_BYTES = 16 * 2**20
+
+
+def signal_workers(store: EventStore, paths: Sequence[Path]) -> int:
+    """How many processes compute the request signals of a scan of `paths` into `store`."""
+    if not isinstance(store, Store) or sum(p.stat().st_size for p in paths) < PARALLEL_SIGNALS_MIN_BYTES:
+        return 1  # an engine store signals on its own workers (Spark's mapInArrow)
+    return default_workers()
+
+
 def prepare(
     store: EventStore,
     paths: Sequence[Path],
@@ -306,16 +321,18 @@ def prepare(
 ) -> tuple[int, pa.Table]:
     """Ingest, request signals and account features; returns (rows added, features)."""
     timings = timings if timings is not None else {}
-    t = time.perf_counter()
-    added = ingest(store, paths, rejects, options)
-    if accounts is not None:
-        from distillguard.io.accounts import read_accounts
+    # Started before ingest, so that they load their models while it runs.
+    with SignalWorkers(signal_workers(store, paths)) as workers:
+        t = time.perf_counter()
+        added = ingest(store, paths, rejects, options)
+        if accounts is not None:
+            from distillguard.io.accounts import read_accounts
 
-        store.upsert_accounts(read_accounts(accounts, rejects))
-    timings["ingest"] = round(time.perf_counter() - t, 3)
-    t = time.perf_counter()
-    compute_request_signals(store)
-    timings["signals"] = round(time.perf_counter() - t, 3)
+            store.upsert_accounts(read_accounts(accounts, rejects))
+        timings["ingest"] = round(time.perf_counter() - t, 3)
+        t = time.perf_counter()
+        compute_request_signals(store, workers=workers)
+        timings["signals"] = round(time.perf_counter() - t, 3)
     t = time.perf_counter()
     features = compute_features(store, context)
     timings["features"] = round(time.perf_counter() - t, 3)

@@ -1,10 +1,12 @@
 from datetime import UTC, datetime
 
 import pyarrow as pa
+import pytest
 
 from distillguard.schema import REQUEST_SIGNAL_SCHEMA, rows_to_batch
-from distillguard.signals import request_signal_row, request_signals
+from distillguard.signals import SIGNAL_INPUTS, request_signal_row, request_signals
 from distillguard.signals.base import DistinctCache
+from distillguard.signals.workers import WORKERS_ENV, SignalWorkers, default_workers
 
 
 def _event(i: int, **kw):
@@ -90,13 +92,12 @@ def _same(got: dict, want: dict) -> bool:
     )
 
 
-def test_row_path_equals_the_batch_path_on_edge_cases(sharegpt, items):
-    # The gateway computes one event's signals without Arrow; every column must match the batch row.
+def _edge_case_events(sharegpt: list[str], items: list[str]) -> list[dict]:
     ips = ["24.0.0.1", "52.95.110.1", "2600:1f18::1", "::ffff:8.8.8.8", "10.0.0.1", "bad", " 1.1.1.1 ", None]
     agents = ["OpenAI/Python 1.54", "litellm/1.50", "Mozilla/5.0 (X11)", "curl/8.1", "", None]
     graded = [f"Grade this answer from 1 to 10: {x}" for x in items[:20]]
     texts = [*sharegpt[:40], *graded, "", "  ", None]
-    rows = [
+    return [
         _event(
             i,
             client_ip=ips[i % len(ips)],
@@ -111,7 +112,41 @@ def test_row_path_equals_the_batch_path_on_edge_cases(sharegpt, items):
         )
         for i in range(240)
     ]
+
+
+def test_row_path_equals_the_batch_path_on_edge_cases(sharegpt, items):
+    # The gateway computes one event's signals without Arrow; every column must match the batch row.
+    rows = _edge_case_events(sharegpt, items)
     want = request_signals(rows_to_batch(rows)).to_pylist()
     got = [request_signal_row(r) for r in rows]
     bad = [(g, w) for g, w in zip(got, want, strict=True) if not _same(g, w)]
     assert not bad, bad[:2]
+
+
+def test_signals_read_only_their_inputs(sharegpt, items):
+    # Stores hand the signals SIGNAL_INPUTS only (no responses): nothing may change without the rest.
+    rows = [
+        e | {"response_text": f"answer {i}", "model_requested": "m", "max_tokens": 9, "stream": True}
+        for i, e in enumerate(_edge_case_events(sharegpt, items))
+    ]
+    batch = rows_to_batch(rows)
+    inputs = pa.RecordBatch.from_arrays([batch.column(n) for n in SIGNAL_INPUTS], names=list(SIGNAL_INPUTS))
+    assert request_signals(inputs).equals(request_signals(batch))
+
+
+def test_worker_processes_give_this_process_results_in_order(sharegpt, items):
+    rows = _edge_case_events(sharegpt, items) * 3
+    batch = rows_to_batch([r | {"request_id": f"r{i}"} for i, r in enumerate(rows)])
+    batches = [batch.slice(i, 50) for i in range(0, batch.num_rows, 50)]
+    with SignalWorkers(3) as workers:  # this process and two others
+        got = list(workers.map(batches))
+    assert pa.Table.from_batches(got).equals(pa.Table.from_batches([request_signals(b) for b in batches]))
+
+
+def test_worker_count_from_the_environment(monkeypatch):
+    monkeypatch.setenv(WORKERS_ENV, "3")
+    assert default_workers() == 3
+    for bad in ("0", "two"):
+        monkeypatch.setenv(WORKERS_ENV, bad)
+        with pytest.raises(ValueError, match=WORKERS_ENV):
+            default_workers()

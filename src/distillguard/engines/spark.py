@@ -28,6 +28,7 @@ from distillguard.features import account_features
 from distillguard.io import ReadOptions, RejectSink
 from distillguard.pipeline import ACCOUNT_FEATURES, REQUEST_SIGNALS, enriched_accounts, ingest
 from distillguard.schema import ACCOUNT_SCHEMA, EVENT_SCHEMA, REQUEST_SIGNAL_SCHEMA
+from distillguard.signals import SIGNAL_INPUTS
 from distillguard.store import ACCOUNTS, EVENTS
 
 if TYPE_CHECKING:
@@ -205,7 +206,7 @@ class SparkStore:
         before = self.frame(REQUEST_SIGNALS).count()
         done = self.frame(REQUEST_SIGNALS).select("request_id")
         todo = self.frame(EVENTS).join(done, "request_id", "left_anti")
-        signals = todo.select(*EVENT_SCHEMA.names).mapInArrow(
+        signals = todo.select(*SIGNAL_INPUTS).mapInArrow(
             _request_signals, from_arrow_schema(REQUEST_SIGNAL_SCHEMA)
         )
         signals.write.mode("append").parquet(self._path(REQUEST_SIGNALS))
@@ -238,13 +239,16 @@ def _utc(table: Table) -> Table:
     return table.mutate(**naive) if naive else table
 
 
+_SIGNAL_INPUT_SCHEMA = pa.schema([EVENT_SCHEMA.field(name) for name in SIGNAL_INPUTS])
+
+
 def _request_signals(batches: Iterable[pa.RecordBatch]) -> Iterable[pa.RecordBatch]:
-    """mapInArrow body: Spark's batches back to EVENT_SCHEMA, then the one `request_signals`."""
+    """mapInArrow body: Spark's batches back to their EVENT_SCHEMA types, then the one `request_signals`."""
     from distillguard.signals import request_signals
 
     for batch in batches:
         if batch.num_rows:
-            yield request_signals(batch.cast(EVENT_SCHEMA))
+            yield request_signals(batch.cast(_SIGNAL_INPUT_SCHEMA))
 
 
 def prepare_spark(

@@ -30,7 +30,7 @@ from distillguard.online.state import AccountState, MemoryState, State, StateUna
 from distillguard.policy import Policy
 from distillguard.schema import VERDICTS
 from distillguard.score import RiskModel
-from distillguard.signals import request_signal_row
+from distillguard.signals import WARM_UP_EVENT, request_signal_row
 
 ACTIONS: tuple[str, ...] = ("throttle", "step_up_verification", "block", "degrade")
 _DAY = 86400.0
@@ -168,16 +168,7 @@ class OnlineDetector:
         """Load the language model and compile the signals' and the model's loops (numba, a second
         or two on a fresh install, then read from its cache) before the first request, so that
         request does not pay for it. Touches no account state."""
-        self.request_signals(
-            {
-                "request_id": "warm-up",
-                "start_time": 0.0,
-                "account_id": "",
-                "content_present": True,
-                "user_text": "Warm-up: think step by step and explain your reasoning.",
-                "client_ip": "192.0.2.1",
-            }
-        )
+        self.request_signals(WARM_UP_EVENT)
         self._predict_one(np.full(len(FEATURES), np.nan))
 
     # --- internals ---------------------------------------------------------------------------

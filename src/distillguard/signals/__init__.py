@@ -49,6 +49,23 @@ def default_signals() -> list[Signal]:
     ]
 
 
+# The event columns the signals read: what a store hands them, so that the responses and other wide
+# columns no signal reads are neither read back nor sent to worker processes.
+# (tests/test_signals.py checks that every signal computes the same from these columns alone.)
+SIGNAL_INPUTS: tuple[str, ...] = (
+    "request_id",
+    "client_ip",
+    "user_agent",
+    "content_present",
+    "system_prompt",
+    "user_text",
+    "prompt_tokens",
+    "completion_tokens",
+    "error_code",
+    "error_class",
+)
+
+
 @cache  # signals are stateless; their caches are per module
 def _shared_signals() -> tuple[Signal, ...]:
     return tuple(default_signals())
@@ -59,6 +76,24 @@ def request_signals(batch: pa.RecordBatch) -> pa.RecordBatch:
     return apply_signals(batch, _shared_signals(), REQUEST_SIGNAL_SCHEMA)
 
 
+# An event that exercises every signal's model and compiled loop: computing its signals loads the
+# language model and compiles (or reads from numba's cache) the loops, which a first real request or
+# batch would otherwise pay for.
+WARM_UP_EVENT: Mapping[str, Any] = {
+    "request_id": "warm-up",
+    "start_time": 0.0,
+    "account_id": "",
+    "content_present": True,
+    "user_text": "Warm-up: think step by step and explain your reasoning.",
+    "client_ip": "192.0.2.1",
+}
+
+
+def warm_up_signals() -> None:
+    """Load every signal's models and compile their loops now (a second or three on a fresh process)."""
+    request_signal_row(WARM_UP_EVENT)
+
+
 def request_signal_row(event: Mapping[str, Any]) -> dict[str, Any]:
     """One event's REQUEST_SIGNAL_SCHEMA row as a dict, equal to its row of `request_signals`."""
     out: dict[str, Any] = {"request_id": event.get("request_id")}
@@ -67,4 +102,13 @@ def request_signal_row(event: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-__all__ = ["Signal", "apply_signals", "default_signals", "request_signal_row", "request_signals"]
+__all__ = [
+    "SIGNAL_INPUTS",
+    "WARM_UP_EVENT",
+    "Signal",
+    "apply_signals",
+    "default_signals",
+    "request_signal_row",
+    "request_signals",
+    "warm_up_signals",
+]

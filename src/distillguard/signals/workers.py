@@ -1,0 +1,95 @@
+"""Request signals on every core.
+
+The text signals are Python work per distinct prompt (fastText, the template masks, the capability
+product) that holds the GIL, so in one process they use one core however many the machine has.
+`SignalWorkers` runs `request_signals` on event batches in worker processes, results in the order
+the batches came, with a bounded number of batches in flight so memory stays that of a few batches.
+
+Workers are spawned, never forked: the parent holds DuckDB's and Arrow's threads, whose locks a
+forked child could inherit held. A spawned worker loads its models first (about 3 s: scikit-learn's
+import, fastText, numba's cache), so a caller starts the workers before it has work for them:
+`pipeline.prepare` starts them before ingest, which they overlap.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from multiprocessing import get_context
+from types import TracebackType
+
+import pyarrow as pa
+
+from distillguard.signals import request_signals, warm_up_signals
+
+WORKERS_ENV = "DISTILLGUARD_SIGNAL_WORKERS"
+
+
+def default_workers() -> int:
+    """`DISTILLGUARD_SIGNAL_WORKERS` if set, else the cores this process may run on."""
+    value = os.environ.get(WORKERS_ENV)
+    if value is None:
+        return len(os.sched_getaffinity(0))
+    try:
+        workers = int(value)
+    except ValueError:
+        raise ValueError(f"{WORKERS_ENV}={value!r}: expected a whole number of worker processes") from None
+    if workers < 1:
+        raise ValueError(f"{WORKERS_ENV}={value!r}: at least 1 (1 computes in this process)")
+    return workers
+
+
+class SignalWorkers:
+    """`map(batches)`: REQUEST_SIGNAL_SCHEMA batches for EVENT_SCHEMA batches, in order, computed by
+    `workers` processes: this one and `workers - 1` others. A context manager: leaving it stops the
+    other processes."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+        if workers > 1:
+            self._pool = ProcessPoolExecutor(
+                workers - 1, mp_context=get_context("spawn"), initializer=warm_up_signals
+            )
+            # The pool spawns a process per task it cannot hand to an idle one: one small task each
+            # starts them all now, so they load their models while the caller does something else.
+            for _ in range(workers - 1):
+                self._pool.submit(int)
+
+    def map(self, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        if self._pool is None:
+            for batch in batches:
+                yield request_signals(batch)
+            return
+        # Each other process has one batch running and one queued; a batch that finds them all
+        # busy (or still loading their models) is computed here, so this process works too.
+        queue_limit = 2 * (self.workers - 1)
+        pending: deque[Future[pa.RecordBatch] | pa.RecordBatch] = deque()
+        for batch in batches:
+            if sum(isinstance(p, Future) and not p.done() for p in pending) < queue_limit:
+                pending.append(self._pool.submit(request_signals, batch))
+            else:
+                pending.append(request_signals(batch))
+            while pending and (not isinstance(pending[0], Future) or pending[0].done()):
+                yield _result(pending.popleft())
+        while pending:
+            yield _result(pending.popleft())
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> SignalWorkers:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def _result(item: Future[pa.RecordBatch] | pa.RecordBatch) -> pa.RecordBatch:
+    return item.result() if isinstance(item, Future) else item
