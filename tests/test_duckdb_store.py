@@ -72,3 +72,23 @@ def test_every_event_gets_request_signals_across_batches(tmp_path: Path) -> None
     assert signals.request_id.nunique().execute() == 250
     assert compute_request_signals(store, batch_rows=40) == 0  # a re-run has nothing left to do
     store.close()
+
+
+def test_ingest_stores_responses_only_when_asked(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from distillguard.cli import app
+
+    log = Path(__file__).parent / "fixtures" / "logs" / "litellm_payloads.jsonl"
+    texts = {}
+    for keep in (False, True):
+        db = tmp_path / f"keep-{keep}.duckdb"
+        args = ["ingest", str(log), "--db", str(db), "--rejects", str(tmp_path / "rejects.jsonl")]
+        result = CliRunner().invoke(app, args + (["--keep-responses"] if keep else []))
+        assert result.exit_code == 0, result.output
+        store = Store(db)
+        texts[keep] = store.events.select("user_text", "response_text").to_pyarrow().to_pylist()
+        store.close()
+    assert any(r["response_text"] for r in texts[True])  # the fixture has responses
+    assert all(r["response_text"] is None for r in texts[False])
+    assert [r["user_text"] for r in texts[False]] == [r["user_text"] for r in texts[True]]

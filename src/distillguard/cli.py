@@ -41,6 +41,12 @@ IntelOpt = Annotated[
     ),
 ]
 PolicyOpt = Annotated[Path | None, typer.Option(exists=True, help="Verdict policy YAML.")]
+KeepResponsesOpt = Annotated[
+    bool,
+    typer.Option(
+        "--keep-responses", help="Store the responses' text too (no stage reads it; not kept by default)."
+    ),
+]
 
 
 class Engine(StrEnum):
@@ -51,13 +57,13 @@ class Engine(StrEnum):
 
 
 def _options(
-    trusted: list[str] | None, account: str | None = None, envelope: Path | None = None
+    trusted: list[str] | None, account: str | None = None, keep_responses: bool = False
 ) -> ReadOptions:
     try:
         networks = parse_networks(trusted or [])
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--trusted-proxy") from exc
-    return ReadOptions(trusted_proxies=networks, account_id=account, batch_envelope=envelope)
+    return ReadOptions(trusted_proxies=networks, account_id=account, keep_responses=keep_responses)
 
 
 def intel_files(paths: list[Path]) -> list[Path]:
@@ -75,6 +81,7 @@ def ingest(
     batch_account: Annotated[
         str | None, typer.Option(help="Account id for OpenAI Batch files without an envelope.")
     ] = None,
+    keep_responses: KeepResponsesOpt = False,
 ) -> None:
     """Append log files to the store; a file ingested twice adds nothing."""
     from distillguard.pipeline import ingest as run_ingest
@@ -82,7 +89,7 @@ def ingest(
 
     store = Store(db)
     sink = RejectSink()
-    added = run_ingest(store, logs, sink, _options(trusted_proxy, batch_account))
+    added = run_ingest(store, logs, sink, _options(trusted_proxy, batch_account, keep_responses))
     sink.write(rejects)
     console.print(f"added {added} events ({store.count_events()} in {db}); {len(sink)} rejected -> {rejects}")
     store.close()
@@ -120,6 +127,7 @@ def scan(
             "when LOGS hold one account-hash partition of it.",
         ),
     ] = None,
+    keep_responses: KeepResponsesOpt = False,
 ) -> None:
     """Ingest logs and run every detection stage; writes accounts.csv, campaigns.json, report.html."""
     from distillguard.context import CrossAccountContext
@@ -132,7 +140,7 @@ def scan(
         intel=intel_files(intel or []),
         policy_path=policy,
         db=db,
-        options=_options(trusted_proxy, batch_account),
+        options=_options(trusted_proxy, batch_account, keep_responses),
         engine=engine.value,
         context=CrossAccountContext.load(context) if context else None,
     )

@@ -84,14 +84,24 @@ class ScanResult:
 
 
 def ingest(store: EventStore, paths: Sequence[Path], rejects: RejectSink, options: ReadOptions) -> int:
-    """Append the events of every file; returns rows added (0 for files already ingested)."""
+    """Append the events of every file; returns rows added (0 for files already ingested). Response
+    text is stored only with `options.keep_responses`."""
     added = 0
     with progress() as bar:
         task = bar.add_task("ingest", total=len(paths))
         for path in paths:
-            added += store.append_events(_counted(read_events(path, rejects, options), bar, task))
+            batches = read_events(path, rejects, options)
+            if not options.keep_responses:
+                batches = map(without_responses, batches)
+            added += store.append_events(_counted(batches, bar, task))
             bar.advance(task)
     return added
+
+
+def without_responses(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """The batch with its response text dropped (nulls), every other column as it was."""
+    at = batch.schema.get_field_index("response_text")
+    return batch.set_column(at, batch.schema.field(at), pa.nulls(batch.num_rows, pa.string()))
 
 
 def _counted(batches: Iterator[pa.RecordBatch], bar: Progress, task: Any) -> Iterator[pa.RecordBatch]:
