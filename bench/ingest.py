@@ -113,11 +113,12 @@ def write_results(path: Path, payload: dict[str, Any]) -> None:
 
 
 def in_subprocess(kind: str, path: Path, script: str = __file__, *extra: str) -> dict[str, Any]:
-    """Run `script --measure kind --file path` in its own process (own peak RSS); last line is JSON."""
+    """Run `script --measure kind --file path` in its own process (own peak RSS); last line is JSON.
+    Its stderr (progress bars, a traceback) goes to ours, so a failed run says why."""
     out = subprocess.run(
         [sys.executable, script, "--measure", kind, "--file", str(path), *extra],
         check=True,
-        capture_output=True,
+        stdout=subprocess.PIPE,
         text=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
