@@ -120,6 +120,8 @@ def test_openai_batch_bad_lines(tmp_path: Path) -> None:
 
 def test_parquet_roundtrip_missing_optional_and_bad_columns(tmp_path: Path) -> None:
     events, _ = read_all(FIXTURES / "spendlogs.csv")
+    at = events.schema.get_field_index("response_text")
+    events = events.set_column(at, events.schema.field(at), pa.array(["Yes.", None, "No."]))
     path = tmp_path / "e.parquet"
     trimmed = events.drop_columns(["user_agent", "referer"])
     trimmed = trimmed.set_column(
@@ -129,8 +131,12 @@ def test_parquet_roundtrip_missing_optional_and_bad_columns(tmp_path: Path) -> N
     )
     pq.write_table(trimmed, path)
     assert detect_format(path) == "parquet"
-    table, rejects = read_all(path, ReadOptions(batch_rows=2))
+    table, rejects = read_all(path, ReadOptions(batch_rows=2, keep_responses=True))
     assert len(rejects) == 0 and table.equals(events)
+    # Without keep_responses the responses are not read at all; every other column is.
+    table, rejects = read_all(path, ReadOptions(batch_rows=2))
+    assert table["response_text"].null_count == table.num_rows
+    assert table.drop_columns(["response_text"]).equals(events.drop_columns(["response_text"]))
 
     pq.write_table(events.drop_columns(["account_id"]), path)
     table, rejects = read_all(path)

@@ -81,8 +81,9 @@ class ReadOptions:
     # OpenAI Batch files carry no account: it comes from an envelope file or the CLI.
     account_id: str | None = None
     batch_envelope: Path | None = None
-    # Readers always read responses; ingest stores them only when asked (`--keep-responses`): no
-    # stage reads them, and they are most of a store's size and the text least needed to keep.
+    # Ingest stores responses only when asked (`--keep-responses`): no stage reads them, and they
+    # are most of a store's size. Readers that can skip them cheaply (Parquet: a column not read is
+    # not decompressed) leave them null; the others read them and ingest drops them.
     keep_responses: bool = False
 
 

@@ -34,13 +34,16 @@ class ParquetReader:
         return first is None and is_parquet(path)
 
     def read(self, path: Path, rejects: RejectSink, options: ReadOptions) -> Iterator[pa.RecordBatch]:
-        yield from read_parquet(path, rejects, EVENT_SCHEMA, options.batch_rows)
+        # A column not read is not decompressed: responses are most of a log's bytes.
+        skip = () if options.keep_responses else ("response_text",)
+        yield from read_parquet(path, rejects, EVENT_SCHEMA, options.batch_rows, skip)
 
 
 def read_parquet(
-    path: Path, rejects: RejectSink, schema: pa.Schema, batch_rows: int
+    path: Path, rejects: RejectSink, schema: pa.Schema, batch_rows: int, skip: tuple[str, ...] = ()
 ) -> Iterator[pa.RecordBatch]:
-    """Batches of `schema` from a Parquet file whose columns are a subset or superset of it."""
+    """Batches of `schema` from a Parquet file whose columns are a subset or superset of it; the
+    optional columns in `skip` are not read (null)."""
     required = [f.name for f in schema if not f.nullable]
     try:
         pf = pq.ParquetFile(path)
@@ -51,7 +54,7 @@ def read_parquet(
     if missing:
         rejects.add(path, 0, missing[0], f"required column(s) missing: {', '.join(missing)}")
         return
-    present = [f.name for f in schema if f.name in pf.schema_arrow.names]
+    present = [f.name for f in schema if f.name in pf.schema_arrow.names and f.name not in skip]
     offset = 0
     try:
         for batch in pf.iter_batches(batch_size=batch_rows, columns=present):
