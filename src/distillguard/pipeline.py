@@ -315,8 +315,9 @@ PARALLEL_SIGNALS_MIN_BYTES = 16 * 2**20
 
 def signal_workers(store: EventStore, paths: Sequence[Path]) -> int:
     """How many processes compute the request signals of a scan of `paths` into `store`."""
+    # An engine store signals on its own workers (Spark's mapInArrow); a small log is not worth one.
     if not isinstance(store, Store) or sum(p.stat().st_size for p in paths) < PARALLEL_SIGNALS_MIN_BYTES:
-        return 1  # an engine store signals on its own workers (Spark's mapInArrow)
+        return 1
     return default_workers()
 
 
