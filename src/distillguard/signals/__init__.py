@@ -51,7 +51,7 @@ def default_signals() -> list[Signal]:
 
 # The event columns the signals read: what a store hands them, so that the responses and other wide
 # columns no signal reads are neither read back nor sent to worker processes.
-# (tests/test_signals.py checks that every signal computes the same from these columns alone.)
+# (tests/signals/test_request_signals.py checks that every signal computes the same from these alone.)
 SIGNAL_INPUTS: tuple[str, ...] = (
     "request_id",
     "client_ip",
