@@ -1,8 +1,9 @@
 """Campaign linking on simulated traffic: agreement with the true campaigns, and what it costs benign users.
 
-For each seed, the `mixed` scenario is simulated and scanned once (cached under --root); the link stage
-(build_edges + find_campaigns) is then re-run alone on the stored DuckDB file from the raw, pre-lift
-scores, so edge and clustering changes are measured in seconds. Usage:
+For each seed, the `mixed` scenario is simulated and scanned once (cached under --root); the link
+stage (the edges stored in the DuckDB file, then find_campaigns, as the pipeline runs it) is then
+re-run alone on the stored file from the raw, pre-lift scores, so edge and clustering changes are
+measured in seconds. Usage:
 
     python bench/link.py [--seeds 1 2 3] [--scale small] [--root /tmp/linkbench]
 """
@@ -22,12 +23,12 @@ from rich.console import Console
 from rich.table import Table
 
 from distillguard.bench.metrics import campaign_agreement
-from distillguard.link import LinkResult, build_edges, find_campaigns
+from distillguard.link import LinkResult, edge_table, find_campaigns
 from distillguard.pipeline import scan, score_accounts
 from distillguard.policy import Policy
 from distillguard.score import RiskModel
 from distillguard.sim import simulate
-from distillguard.store import ACCOUNT_FEATURES, REQUEST_SIGNALS, Store
+from distillguard.store import ACCOUNT_EDGES, ACCOUNT_FEATURES, REQUEST_SIGNALS, Store
 
 RESULTS = Path(__file__).parent / "results" / "link.json"
 
@@ -56,13 +57,14 @@ def raw_scores(store: Store) -> pa.Table:
 
 
 def link(db: Path, **params: Any) -> tuple[LinkResult, pa.Table, float]:
-    """(link result, raw scores, seconds spent in build_edges + find_campaigns) on a stored scan."""
+    """(link result, raw scores, seconds spent building, storing and clustering edges) on a stored scan,
+    as the pipeline does it."""
     store = Store(db)
     try:
         scores = raw_scores(store)
         events, signals, accounts = store.events, store.con.table(REQUEST_SIGNALS), store.accounts
         t = time.perf_counter()
-        edges = build_edges(events, signals, accounts)
+        edges = store.materialize(ACCOUNT_EDGES, edge_table(events, signals, accounts))
         result = find_campaigns(edges, scores, events, signals, accounts, **params)
         return result, scores, time.perf_counter() - t
     finally:

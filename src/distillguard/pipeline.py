@@ -28,7 +28,7 @@ from distillguard.context import CrossAccountContext
 from distillguard.features import FEATURES, account_features, request_table
 from distillguard.io import ReadOptions, RejectSink, read_events
 from distillguard.labels import apply_labels, read_labels
-from distillguard.link import LinkResult, build_edges, find_campaigns
+from distillguard.link import LinkResult, edge_table, find_campaigns
 from distillguard.policy import Policy
 from distillguard.report import write_report
 from distillguard.schema import REQUEST_SIGNAL_SCHEMA, VERDICTS
@@ -201,8 +201,8 @@ def link_and_attribute(
 ) -> tuple[pa.Table, list[dict[str, Any]], dict[str, Any]]:
     """Campaigns over the account graph, lifted member scores, attribution and the STIX bundle."""
     events, signals, accounts = store.events, store.table(REQUEST_SIGNALS), store.accounts
-    edges = build_edges(events, signals, accounts)
-    store.write_table(ACCOUNT_EDGES, edges)  # the report draws campaigns from it
+    # Kept in the engine (the report draws campaigns from it): only ties around suspicious accounts come out.
+    edges = store.materialize(ACCOUNT_EDGES, edge_table(events, signals, accounts))
     linked = find_campaigns(edges, scores.select(["account_id", "score"]), events, signals, accounts)
     attributions = attribute(linked.campaigns, events, signals, accounts, load_intel(list(intel_paths)))
     records = [

@@ -60,6 +60,11 @@ class EventStore(Protocol):
         """Store (replace) a derived table; `temp` ones live as long as the connection."""
         ...
 
+    def materialize(self, name: str, expr: Table) -> Table:
+        """Store (replace) a derived table computed in the engine from stored tables, never passing
+        through Python: the account graph at scale has hundreds of millions of edges."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -209,6 +214,10 @@ class Store:
         with self._arrow_view(table) as view:
             self.con.con.execute(f'CREATE OR REPLACE {kind} "{name}" AS SELECT * FROM "{view}"')
         return self.con.table(name)
+
+    def materialize(self, name: str, expr: Table) -> Table:
+        """Create or replace the table `name` from an expression, inside DuckDB (spilling to disk)."""
+        return self.con.create_table(name, expr, overwrite=True)
 
     def close(self) -> None:
         self.con.disconnect()

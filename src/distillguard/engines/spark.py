@@ -145,6 +145,13 @@ class SparkStore:
             self._refresh(name)
         return self.table(name)
 
+    def materialize(self, name: str, expr: Table) -> Table:
+        """Replace the Parquet dataset `name` with an expression's rows, written by the executors."""
+        frame = self.session.sql(self.con.compile(expr))
+        frame.write.mode("overwrite").parquet(self._path(name))
+        self._refresh(name)
+        return self.table(name)
+
     def append_events(self, batches: Iterable[pa.RecordBatch]) -> int:
         """Stage the batches as Parquet, then append the request ids not stored yet; returns rows added."""
         from pyspark.sql import Window

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -25,9 +26,10 @@ from ibis.expr.types import Table
 from distillguard.link.communities import (
     KIND_WEIGHTS,
     AttachRule,
+    EngineTies,
     ProfileGate,
+    Ties,
     average_linkage,
-    combine_edges,
     lift_ties,
     suspicious_subgraph,
 )
@@ -92,7 +94,7 @@ class LinkResult:
 
 
 def find_campaigns(
-    edges: pa.Table,
+    edges: pa.Table | Table,
     scores: pa.Table,
     events: Table | None = None,
     signals: Table | None = None,
@@ -125,29 +127,85 @@ def find_campaigns(
     model profiles `min_model_similarity` (cosine; 0 turns a gate off; see `ProfileGate`); `pair_cap`
     keeps the merge criterion from vanishing with campaign size (see `average_linkage`).
     `merge_min_without_content` replaces `merge_min` when no edge is a content edge.
-    """
-    account_score = dict(zip(scores["account_id"].to_pylist(), scores["score"].to_pylist(), strict=True))
-    ties = combine_edges(edges, kind_weights)
-    nodes = set(account_score) | set(ties.nodes.tolist())
-    node_score = {n: float(account_score.get(split_node(n)[0]) or 0.0) for n in nodes}
-    seed = np.array([0.0 if split_node(n)[1] else node_score[n] for n in ties.nodes.tolist()])
 
-    in_graph, _attached = suspicious_subgraph(ties, seed, floor, attach)
+    `edges` is an Arrow table or a stored table (`EDGE_SCHEMA`); a stored one stays in its engine,
+    which reads back only the ties around suspicious nodes (`EngineTies`).
+    """
+    with ExitStack() as stack:
+        if isinstance(edges, pa.Table):
+            edges = stack.enter_context(scratch()).create_table("account_edges", edges)
+        source = EngineTies(edges, kind_weights)
+        account_score = dict(zip(scores["account_id"].to_pylist(), scores["score"].to_pylist(), strict=True))
+        node_score = {n: float(account_score.get(split_node(n)[0]) or 0.0) for n in source.nodes.tolist()}
+        for account, score in account_score.items():
+            node_score.setdefault(account, float(score or 0.0))
+        seed = np.array([0.0 if split_node(n)[1] else node_score[n] for n in source.nodes.tolist()])
+        in_graph, _attached, ties = suspicious_subgraph(source, seed, floor, attach)
+        # Actors that send the same public templates are tied by content, which sets the merge floor;
+        # a graph without content edges (metadata-only logs) holds infrastructure and account ties only,
+        # which actors do not share, so smaller campaign halves may merge.
+        if not source.has_content:
+            merge_min = merge_min_without_content
+        gates = (
+            behaviour_gates(
+                events,
+                signals,
+                router_min_end_users,
+                min_similarity,
+                min_model_similarity,
+                nodes=ties.nodes[in_graph].tolist(),
+            )
+            if events is not None and signals is not None
+            else []
+        )
+        campaigns, lifted, membership = _cluster(
+            ties,
+            in_graph,
+            seed,
+            node_score,
+            gates,
+            floor=floor,
+            attach=attach,
+            link_min=link_min,
+            merge_min=merge_min,
+            campaign_floor=campaign_floor,
+            min_members=min_members,
+            min_seeds=min_seeds,
+            lift_full=lift_full,
+            pair_cap=pair_cap,
+        )
+        summaries = _edge_summaries(edges, membership)
+    for c in campaigns:
+        c.edges = summaries.get(c.id, [])
+
+    if events is not None and signals is not None and campaigns:
+        _summarise(campaigns, membership, events, signals, accounts, router_min_end_users)
+    return LinkResult(campaigns, _assignments(node_score, lifted, membership))
+
+
+def _cluster(
+    ties: Ties,
+    in_graph: np.ndarray,
+    seed: np.ndarray,
+    node_score: Mapping[str, float],
+    gates: Sequence[ProfileGate],
+    *,
+    floor: float,
+    attach: AttachRule,
+    link_min: float,
+    merge_min: float,
+    campaign_floor: float,
+    min_members: int,
+    min_seeds: int,
+    lift_full: float,
+    pair_cap: int | None,
+) -> tuple[list[Campaign], dict[str, float], dict[str, str]]:
+    """(campaigns, lifted score per node, campaign id per member) from the suspicious subgraph."""
     campaigns: list[Campaign] = []
     lifted = dict(node_score)
     membership: dict[str, str] = {}
-    gates = (
-        behaviour_gates(events, signals, router_min_end_users, min_similarity, min_model_similarity)
-        if events is not None and signals is not None
-        else []
-    )
     campaign_of = np.full(len(ties.nodes), -1)
     strengths: list[float] = []
-    # Actors that send the same public templates are tied by content, which sets the merge floor;
-    # a graph without content edges (metadata-only logs) holds infrastructure and account ties only,
-    # which actors do not share, so smaller campaign halves may merge.
-    if not ties.has_content:
-        merge_min = merge_min_without_content
     for members in average_linkage(ties, in_graph, link_min, merge_min, gates, pair_cap):
         member_scores = np.sort(seed[members])[::-1]
         half = (len(member_scores) + 1) // 2
@@ -166,13 +224,7 @@ def find_campaigns(
         )
         membership[node] = c.id
         c.accounts.append(node)
-    summaries = _edge_summaries(edges, membership)
-    for c in campaigns:
-        c.edges = summaries.get(c.id, [])
-
-    if events is not None and signals is not None and campaigns:
-        _summarise(campaigns, membership, events, signals, accounts, router_min_end_users)
-    return LinkResult(campaigns, _assignments(node_score, lifted, membership))
+    return campaigns, lifted, membership
 
 
 def behaviour_gates(
@@ -181,17 +233,21 @@ def behaviour_gates(
     router_min_end_users: int,
     min_similarity: float,
     min_model_similarity: float,
+    nodes: Sequence[str] | None = None,
 ) -> list[ProfileGate]:
-    """The profile gates of `find_campaigns`: capabilities (nodes without text get no profile) and models."""
+    """The profile gates of `find_campaigns`: capabilities (nodes without text get no profile) and
+    models; profiles of `nodes` only when given (the suspicious subgraph, not the whole population)."""
     gates = []
     if min_similarity > 0:
         gates.append(
             ProfileGate(
-                "capability", capability_profiles(events, signals, router_min_end_users), min_similarity
+                "capability",
+                capability_profiles(events, signals, router_min_end_users, nodes),
+                min_similarity,
             )
         )
     if min_model_similarity > 0:
-        ev = event_nodes(events, router_min_end_users)
+        ev = _nodes_of(events, router_min_end_users, nodes)
         gates.append(
             ProfileGate(
                 "model", _counts(ev.select("node", category=ev.model_requested)), min_model_similarity
@@ -200,9 +256,20 @@ def behaviour_gates(
     return gates
 
 
-def capability_profiles(events: Table, signals: Table, router_min_end_users: int) -> dict[str, np.ndarray]:
-    """Per graph node, its requests counted by predicted capability (nodes without text get none)."""
-    ev = event_nodes(events, router_min_end_users).select("request_id", "node")
+def _nodes_of(events: Table, router_min_end_users: int, nodes: Sequence[str] | None) -> Table:
+    """`event_nodes`, restricted to the events of `nodes` when given."""
+    ev = event_nodes(events, router_min_end_users)
+    if nodes is None:
+        return ev
+    return ev.filter(ev.node.isin(ibis.memtable(pa.table({"node": pa.array(nodes, pa.string())})).node))
+
+
+def capability_profiles(
+    events: Table, signals: Table, router_min_end_users: int, nodes: Sequence[str] | None = None
+) -> dict[str, np.ndarray]:
+    """Per graph node (of `nodes` when given), its requests counted by predicted capability (nodes
+    without text get none)."""
+    ev = _nodes_of(events, router_min_end_users, nodes).select("request_id", "node")
     sig = signals.filter(signals.capability.notnull()).select("request_id", "capability")
     t = ev.join(sig, "request_id")
     return _counts(t.select("node", category=t.capability), CAPABILITIES)
@@ -238,24 +305,19 @@ def _assignments(
     )
 
 
-def _edge_summaries(edges: pa.Table, membership: Mapping[str, str]) -> dict[str, list[dict[str, Any]]]:
+def _edge_summaries(e: Table, membership: Mapping[str, str]) -> dict[str, list[dict[str, Any]]]:
     """Per campaign and edge kind inside it: how many edges, their mean weight, the strongest few.
 
-    One pass in the engine for all campaigns: at scale the edge list has millions of rows."""
-    if not membership or edges.num_rows == 0:
+    One pass in the engine that holds the edges, for all campaigns: at scale there are millions."""
+    if not membership:
         return {}
     m = ibis.memtable(pa.table({"node": list(membership), "cid": list(membership.values())}))
-    e = ibis.memtable(edges)
     j = e.join(m.rename(src="node", cid="cid"), "src").join(m.rename(dst="node", cid_dst="cid"), "dst")
     j = j.filter(j.cid == j.cid_dst)
     rank = ibis.row_number().over(group_by=[j.cid, j.kind], order_by=[ibis.desc(j.weight), j.src, j.dst])
-    with scratch() as con:
-        stats = con.to_pyarrow(
-            j.group_by(["cid", "kind"]).aggregate(count=j.count(), mean_weight=j.weight.mean())
-        )
-        top = con.to_pyarrow(
-            j.mutate(rank=rank).filter(lambda t: t["rank"] < _TOP).order_by(["cid", "kind", "rank"])
-        )
+    stats = j.group_by(["cid", "kind"]).aggregate(count=j.count(), mean_weight=j.weight.mean()).to_pyarrow()
+    strongest = j.mutate(rank=rank).filter(lambda t: t["rank"] < _TOP)
+    top = strongest.order_by(["cid", "kind", "rank"]).to_pyarrow()
     examples: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in top.select(["cid", "kind", "src", "dst", "weight", "evidence"]).to_pylist():
         examples[(r["cid"], r["kind"])].append(

@@ -92,7 +92,17 @@ def split_node(node: str) -> tuple[str, str | None]:
 
 
 def build_edges(events: Table, signals: Table, accounts: Table, **params: float) -> pa.Table:
-    """Edges (src, dst, kind, weight, evidence JSON) between graph nodes; src < dst, one row per kind."""
+    """Edges (src, dst, kind, weight, evidence JSON) between graph nodes; src < dst, one row per kind,
+    ordered by kind, src and dst. Fetched from the engine: for graphs that fit in memory."""
+    edges = edge_table(events, signals, accounts, **params).order_by(["kind", "src", "dst"])
+    return edges.to_pyarrow().cast(EDGE_SCHEMA)
+
+
+def edge_table(events: Table, signals: Table, accounts: Table, **params: float) -> Table:
+    """The expression behind `build_edges`, unordered and left in the engine.
+
+    At 16M exchanges the graph has 170M edges: the pipeline stores them with `EventStore.materialize`
+    and reads back only the ties around suspicious accounts (`link.communities.EngineTies`)."""
     p = EdgeParams(**params)  # type: ignore[arg-type]
     ev = event_nodes(events, p.router_min_end_users)
     ev = ev.select("request_id", "account_id", "node", epoch=ev.start_time.epoch_seconds())
@@ -120,8 +130,14 @@ def build_edges(events: Table, signals: Table, accounts: Table, **params: float)
     edges = ibis.union(*parts).filter(lambda t: t.weight >= p.min_weight)
     # End users of one router share its servers and client by construction: infrastructure says nothing there.
     same_account = _.src.re_extract(_ACCOUNT_RE, 1) == _.dst.re_extract(_ACCOUNT_RE, 1)
-    edges = edges.filter(~(_.kind.isin(list(INFRA_KINDS)) & same_account)).order_by(["kind", "src", "dst"])
-    return edges.to_pyarrow().cast(EDGE_SCHEMA)
+    edges = edges.filter(~(_.kind.isin(list(INFRA_KINDS)) & same_account))
+    return edges.select(
+        src=edges.src.cast("string"),
+        dst=edges.dst.cast("string"),
+        kind=edges.kind.cast("string"),
+        weight=edges.weight.cast("float64"),
+        evidence=edges.evidence.cast("string"),
+    )
 
 
 def _idf(n: ibis.Value, n_nodes: int) -> ibis.Value:
