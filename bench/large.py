@@ -77,6 +77,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--work", type=Path, default=Path("/tmp/distillguard-large"))
     ap.add_argument("--keep", action="store_true", help="Keep the work folder (scenario and scan).")
+    ap.add_argument(
+        "--reuse", action="store_true", help="Scan the scenario a --keep run left in --work, not a new one."
+    )
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "large.json")
     ap.add_argument("--measure", choices=["bare", "scan"], help=argparse.SUPPRESS)
     ap.add_argument("--file", type=Path, help=argparse.SUPPRESS)
@@ -93,10 +96,18 @@ def main() -> None:
     if args.scale == "anthropic":
         size = ANTHROPIC
     console = Console(width=max(Console().width, 120))
-    shutil.rmtree(args.work, ignore_errors=True)
-    t = time.perf_counter()
-    sim = simulate_sharded("mixed", args.seed, sim_dir, size)
-    sim_s = time.perf_counter() - t
+    scenario = sim_dir / "scenario.json"
+    if args.reuse:
+        kept = json.loads(scenario.read_text())
+        sim, sim_s = kept["simulated"], kept["sim_seconds"]
+        shutil.rmtree(scan_dir, ignore_errors=True)
+    else:
+        shutil.rmtree(args.work, ignore_errors=True)
+        t = time.perf_counter()
+        sim = simulate_sharded("mixed", args.seed, sim_dir, size)
+        sim_s = time.perf_counter() - t
+        sim = {k: v for k, v in sim.items() if k != "paths"}
+        scenario.write_text(json.dumps({"simulated": sim, "sim_seconds": sim_s}))
     events = sim_dir / "events"
     mib = sum(p.stat().st_size for p in events.iterdir()) / 2**20
     console.log(f"generated {sim['exchanges']:,} exchanges ({mib:,.0f} MiB Parquet) in {sim_s:,.0f} s")
@@ -131,7 +142,7 @@ def main() -> None:
         args.out,
         {
             "size": vars(size),
-            "simulated": {k: v for k, v in sim.items() if k != "paths"},
+            "simulated": sim,
             "sim_seconds": sim_s,
             "parquet_mib": mib,
             "bare": bare,

@@ -11,11 +11,18 @@ import pytest
 from campaign_world import World, build_world, scores_table, store_world
 from sklearn.metrics import adjusted_rand_score
 
-from distillguard.link import EDGE_SCHEMA, build_edges, find_campaigns
+from distillguard.link import EDGE_SCHEMA, build_edges, edge_table, find_campaigns
 from distillguard.link.campaign import LinkResult
-from distillguard.link.communities import ProfileGate, Ties, average_linkage
+from distillguard.link.communities import (
+    KIND_WEIGHTS,
+    EngineTies,
+    ProfileGate,
+    Ties,
+    average_linkage,
+    suspicious_subgraph,
+)
 from distillguard.schema import REQUEST_SIGNAL_SCHEMA
-from distillguard.store import Store
+from distillguard.store import Store, scratch
 
 
 @pytest.fixture(scope="module")
@@ -251,3 +258,66 @@ def test_metadata_only_graphs_merge_at_the_lower_threshold() -> None:
     assert campaigns([]) == [sorted(a + b)]
     # A shared template anywhere (two unscored users here) makes it a content graph.
     assert campaigns([("u1", "u2", "template", 0.5)]) == [a, b]
+
+
+def test_stored_edges_link_like_fetched_ones(linked: tuple[World, Store, pa.Table, LinkResult]) -> None:
+    world, store, edges, result = linked
+    signals = store.con.table("request_signals")
+    stored = store.materialize("account_edges", edge_table(store.events, signals, store.accounts))
+    order = [(k, "ascending") for k in ("kind", "src", "dst")]
+    kept = stored.to_pyarrow().cast(EDGE_SCHEMA).sort_by(order)
+    assert kept.drop(["weight"]) == edges.drop(["weight"])
+    assert np.allclose(kept["weight"].to_numpy(), edges["weight"].to_numpy(), rtol=1e-12)
+    again = find_campaigns(stored, scores_table(world), store.events, signals, store.accounts)
+    assert [c.accounts for c in again.campaigns] == [c.accounts for c in result.campaigns]
+    assert [c.edges for c in again.campaigns] == [c.edges for c in result.campaigns]
+    mine, theirs = again.assignments.to_pydict(), result.assignments.to_pydict()
+    assert mine["node"] == theirs["node"] and mine["campaign_id"] == theirs["campaign_id"]
+    assert np.allclose(mine["lifted_score"], theirs["lifted_score"], rtol=1e-12)
+
+
+def test_engine_ties_read_only_the_suspicious_neighbourhood() -> None:
+    # s1-s3 are seeds tied by payment; u is tied to all three; far1-far2 is a pair elsewhere.
+    rows = [("s1", "s2", "payment", 1.0), ("s1", "s3", "payment", 1.0), ("s2", "s3", "payment", 1.0)]
+    rows += [(s, "u", kind, 0.5) for s in ("s1", "s2", "s3") for kind in ("ip", "template")]
+    rows += [("u", "v", "ip", 0.5), ("far1", "far2", "payment", 1.0), ("far1", "far2", "ip", 0.5)]
+    src, dst, kind, weight = zip(*rows, strict=True)
+    edges = pa.table(
+        {"src": src, "dst": dst, "kind": kind, "weight": weight, "evidence": ["{}"] * len(src)},
+        schema=EDGE_SCHEMA,
+    )
+    with scratch() as con:
+        source = EngineTies(con.create_table("edges", edges))
+        nodes = source.nodes.tolist()
+        assert nodes == sorted(["s1", "s2", "s3", "u", "v", "far1", "far2"])
+        ip, template, payment = (
+            KIND_WEIGHTS["ip"] * 0.5,
+            KIND_WEIGHTS["template"] * 0.5,
+            KIND_WEIGHTS["payment"],
+        )
+        total = dict(zip(nodes, source.total.tolist(), strict=True))
+        assert total["u"] == pytest.approx(3 * (ip + template) + ip)
+        assert total["far1"] == pytest.approx(payment + ip)
+        seeds = np.isin(source.nodes, ["s1", "s2", "s3"])
+        near = source.touching(seeds, np.zeros(len(nodes), dtype=bool))
+        pairs = {(nodes[a], nodes[b]): w for a, b, w in zip(near.a, near.b, near.weight, strict=True)}
+        assert pairs.keys() == {
+            ("s1", "s2"),
+            ("s1", "s3"),
+            ("s2", "s3"),
+            ("s1", "u"),
+            ("s2", "u"),
+            ("s3", "u"),
+        }
+        assert pairs[("s1", "u")] == pytest.approx(ip + template)  # two kinds, one tie
+        # Ties of the nodes that joined, without the ones read already.
+        u = np.isin(source.nodes, ["u"])
+        later = source.touching(u, seeds)
+        assert [(nodes[a], nodes[b]) for a, b in zip(later.a, later.b, strict=True)] == [("u", "v")]
+
+        seed_score = seeds.astype(float)
+        in_graph, attached, ties = suspicious_subgraph(source, seed_score, 0.5)
+    assert source.nodes[attached].tolist() == ["u"]
+    assert sorted(source.nodes[in_graph].tolist()) == ["s1", "s2", "s3", "u"]
+    read = {nodes[i] for i in np.concatenate([ties.a, ties.b])}
+    assert read == {"s1", "s2", "s3", "u", "v"}  # never far1, far2
