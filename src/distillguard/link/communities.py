@@ -64,7 +64,6 @@ _BIT: dict[str, int] = {k: 1 << i for i, k in enumerate(_KIND_ORDER)}
 _FAMILY_COUNT = np.array(
     [len({KIND_FAMILIES[k] for k in _KIND_ORDER if m & _BIT[k]}) for m in range(1 << len(_KIND_ORDER))]
 )
-_CONTENT_BITS = sum(_BIT[k] for k, family in KIND_FAMILIES.items() if family == "content")
 
 
 @dataclass(frozen=True)
@@ -141,20 +140,24 @@ class EngineTies:
             raise ValueError(f"kind_weights: unknown edge kinds {sorted(unknown)}")
         kinds = sorted(kind_weights)
         factor = edges.kind.cases(*((k, kind_weights[k]) for k in kinds), else_=0.0)
-        mask = edges.kind.cases(*((k, _BIT[k]) for k in kinds), else_=0)
-        t = edges.select("src", "dst", w=factor * edges.weight, mask=mask)
+        t = edges.select("src", "dst", "kind", w=factor * edges.weight)
         self._edges = t.filter(t.w > 0)
+        self._kinds = kinds
         e = self._edges
+        content = e.kind.isin([k for k in kinds if KIND_FAMILIES[k] == "content"]).cast("int8")
         ends = ibis.union(
-            e.select(node=e.src, w=e.w, mask=e.mask), e.select(node=e.dst, w=e.w, mask=e.mask), distinct=False
+            e.select(node=e.src, w=e.w, content=content),
+            e.select(node=e.dst, w=e.w, content=content),
+            distinct=False,
         )
-        per_node = ends.group_by("node").aggregate(total=ends.w.sum(), mask=ends.mask.bit_or()).to_pyarrow()
+        by_node = ends.group_by("node").aggregate(total=ends.w.sum(), content=ends.content.max())
+        per_node = by_node.to_pyarrow()
         order = pc.sort_indices(per_node["node"])
         self._names = pc.take(per_node["node"], order).combine_chunks()
         self.nodes: np.ndarray = np.asarray(self._names.to_pylist(), dtype=object)
         self.total: np.ndarray = pc.take(per_node["total"], order).to_numpy()
         # Whether any pair is tied by content (templates, their timing): not in metadata-only logs.
-        self.has_content = bool((per_node["mask"].to_numpy() & _CONTENT_BITS).any())
+        self.has_content = bool(pc.any(pc.greater(per_node["content"], 0)).as_py())
 
     def touching(self, new: np.ndarray, old: np.ndarray) -> Ties:
         """The ties with an end in `new` and no end in `old` (masks over `nodes`), one row per pair
@@ -169,7 +172,9 @@ class EngineTies:
             away = ibis.memtable(pa.table({"node": self._names.filter(pa.array(old))}))
             hit &= ~e.src.isin(away.node) & ~e.dst.isin(away.node)
         near = e.filter(hit)
-        pairs = near.group_by(["src", "dst"]).aggregate(w=near.w.sum(), mask=near.mask.bit_or()).to_pyarrow()
+        # The kinds as bits, from one "any" per kind: Spark's Ibis backend has no bit_or.
+        mask = sum(ibis.ifelse((near.kind == k).any(), _BIT[k], 0) for k in self._kinds)
+        pairs = near.group_by(["src", "dst"]).aggregate(w=near.w.sum(), mask=mask).to_pyarrow()
         src = pc.index_in(pairs["src"], value_set=self._names).to_numpy()
         dst = pc.index_in(pairs["dst"], value_set=self._names).to_numpy()
         a, b = np.minimum(src, dst).astype(np.int64), np.maximum(src, dst).astype(np.int64)
