@@ -109,17 +109,6 @@ def edge_table(events: Table, signals: Table, accounts: Table, **params: float) 
     sig = signals.select("request_id", "ip_prefix", "asn", "ua_family", "template_id")
     acts = ev.join(sig, "request_id")
     n_nodes = max(int(acts.node.nunique().execute()), 2)
-    # Pairs are formed and summed over integer ids numbered in node order (so `src < dst` still holds
-    # for the names): at 16M exchanges the pair aggregates hold hundreds of millions of rows.
-    names = ibis.union(
-        acts.select(node=acts.node.cast("string")),
-        accounts.select(node=accounts.account_id.cast("string")),
-        distinct=True,
-    )
-    ids = names.mutate(nid=ibis.row_number().over(order_by="node"))
-    acts = acts.join(ids, "node").mutate(node=_.nid).drop("nid")
-    accounts = accounts.join(ids, accounts.account_id == ids.node)
-    accounts = accounts.mutate(account_id=_.nid).drop("node", "nid")
 
     parts = [
         _keyed_pairs(_members(acts, [acts.ip_prefix, acts.epoch // p.ip_bucket_s]), "ip", n_nodes, p),
@@ -139,9 +128,6 @@ def edge_table(events: Table, signals: Table, accounts: Table, **params: float) 
         _burst_pairs(accounts, n_nodes, p),
     ]
     edges = ibis.union(*parts).filter(lambda t: t.weight >= p.min_weight)
-    na, nb = ids.view(), ids.view()
-    edges = edges.join(na, edges.src == na.nid).join(nb, edges.dst == nb.nid)
-    edges = edges.select("kind", "weight", "evidence", src=na.node, dst=nb.node)
     # End users of one router share its servers and client by construction: infrastructure says nothing there.
     same_account = _.src.re_extract(_ACCOUNT_RE, 1) == _.dst.re_extract(_ACCOUNT_RE, 1)
     edges = edges.filter(~(_.kind.isin(list(INFRA_KINDS)) & same_account))
