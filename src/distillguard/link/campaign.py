@@ -33,7 +33,7 @@ from distillguard.link.communities import (
     lift_ties,
     suspicious_subgraph,
 )
-from distillguard.link.edges import EdgeParams, event_nodes, split_node
+from distillguard.link.edges import EdgeParams, event_nodes, split_node, strongest_first
 from distillguard.schema import CAPABILITIES
 from distillguard.store import scratch
 
@@ -314,9 +314,7 @@ def _edge_summaries(e: Table, membership: Mapping[str, str]) -> dict[str, list[d
     m = ibis.memtable(pa.table({"node": list(membership), "cid": list(membership.values())}))
     j = e.join(m.rename(src="node", cid="cid"), "src").join(m.rename(dst="node", cid_dst="cid"), "dst")
     j = j.filter(j.cid == j.cid_dst)
-    # Weights rounded for the order: a parallel sum differs in its last bits from run to run.
-    order = [ibis.desc(j.weight.round(9)), j.src, j.dst]
-    rank = ibis.row_number().over(group_by=[j.cid, j.kind], order_by=order)
+    rank = ibis.row_number().over(group_by=[j.cid, j.kind], order_by=strongest_first(j))
     stats = j.group_by(["cid", "kind"]).aggregate(count=j.count(), mean_weight=j.weight.mean()).to_pyarrow()
     strongest = j.mutate(rank=rank).filter(lambda t: t["rank"] < _TOP)
     top = strongest.order_by(["cid", "kind", "rank"]).to_pyarrow()

@@ -206,9 +206,8 @@ def suspicious_subgraph(
     total = source.total
     suspicious = seed_score >= floor
     attached = np.zeros(n, dtype=bool)
-    parts = [source.touching(suspicious, attached)]
+    ties = Ties.concat([source.touching(suspicious, attached)])
     for _ in range(rule.rounds):
-        ties = Ties.concat(parts)
         a, b, w = ties.a, ties.b, ties.weight
         families = ties.families
         # Each tie seen from both ends: (node, other end, weight, families).
@@ -224,10 +223,10 @@ def suspicious_subgraph(
         new = ~suspicious & (total > 0) & (share >= rule.min_share) & (count >= rule.min_ties)
         if not new.any():
             break
-        parts.append(source.touching(new, suspicious))
+        ties = Ties.concat([ties, source.touching(new, suspicious)])
         attached |= new
         suspicious = suspicious | new
-    return suspicious & (total > 0), attached, Ties.concat(parts)
+    return suspicious & (total > 0), attached, ties
 
 
 def _profile_matrix(nodes: np.ndarray, profiles: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -140,6 +140,12 @@ def edge_table(events: Table, signals: Table, accounts: Table, **params: float) 
     )
 
 
+def strongest_first(edges: Table) -> list[ibis.Value]:
+    """The order of "the strongest edges": by weight rounded to 1e-9, then by their ends. Rounded
+    because a parallel sum differs in its last bits from run to run, which reordered equal edges."""
+    return [ibis.desc(edges.weight.round(9)), edges.src, edges.dst]
+
+
 def _idf(n: ibis.Value, n_nodes: int) -> ibis.Value:
     """Rarity of a key shared by n nodes, in (0, 1]: 1 for a pair, near 0 for everyone."""
     return (1.0 + n_nodes / n.cast("float64")).ln() / math.log(1.0 + n_nodes / 2.0)

@@ -19,7 +19,7 @@ import ibis
 import pyarrow as pa
 from ibis.expr.types import Table
 
-from distillguard.link.edges import event_nodes
+from distillguard.link.edges import event_nodes, strongest_first
 from distillguard.store import ACCOUNT_EDGES, ACCOUNT_SCORES, REQUEST_SIGNALS, EventStore, most_frequent
 
 MEMBERS = "_report_campaign_members"
@@ -138,7 +138,7 @@ def _edges(edges: Table, members: Table) -> dict[str, list[dict[str, Any]]]:
         .join(members.rename(src="node"), "src")
         .join(members.rename(dst="node"), ["dst", "campaign_id"])
     )
-    rank = ibis.row_number().over(group_by=inner.campaign_id, order_by=[ibis.desc(inner.weight), inner.src])
+    rank = ibis.row_number().over(group_by=inner.campaign_id, order_by=strongest_first(inner))
     out: dict[str, list[dict[str, Any]]] = {}
     for row in _rows(inner.mutate(rank=rank).filter(lambda t: t["rank"] < MAX_EDGES_READ).drop("rank")):
         out.setdefault(row.pop("campaign_id"), []).append(row)
