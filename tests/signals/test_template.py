@@ -48,6 +48,12 @@ def test_ids_are_fixed_and_null_safe():
     assert template_ids(["Summarise this article for a ten year old reader"]) == ["6132f0ad39096e60"]
 
 
+def test_one_prompt_gets_the_id_a_batch_gives_it(sharegpt, items):
+    # One text is hashed in Python integers (the gateway's path), several in numpy.
+    texts = sharegpt[:500] + [w.format(x=x) for w in WRAPPERS for x in items[:20]] + ["", "1 + 2"]
+    assert template_ids(texts) == [template_ids([t])[0] for t in texts]
+
+
 def test_skipping_masks_by_their_characters_changes_nothing(sharegpt, items):
     # Each mask is skipped on text lacking all of its characters; applying every mask always must agree.
     extra = [

@@ -48,7 +48,8 @@ _MASKS: list[tuple[re.Pattern[str], tuple[str, ...]]] = [
             ('"', "“", "«", "„", "「", "『"),
         ),
         (r"'(?<![\w']')[^'\n]{1,300}'(?!\w)", ("'",)),  # not after a letter or quote: not "it's"
-        (r"(?:[-+](?=\d)|\d)\d*(?:[.,:/]\d+)*%?", _DIGITS),  # [-+]?\d+..., led by its first character
+        # [-+]?\d+...: a sign or digit, then the look-around that makes it a number's first character
+        (r"[-+\d](?:(?<=\d)|(?=\d))\d*(?:[.,:/]\d+)*%?", _DIGITS),
         (r"[A-Z](?<=[a-z,;] [A-Z])[\w-]+", ()),  # capitalised word inside a sentence: a name or title
         (r"[=+*/^<>≤≥∑∫√π]+", tuple("=+*/^<>≤≥∑∫√π")),  # operators left between masked maths
     )
@@ -59,6 +60,7 @@ _TOKEN = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]|[^\W\d_]+|\x00+"
 # is the Jaccard similarity itself rather than its power (measured in tests/signals/test_template.py).
 _PERM_XOR = np.uint64(0x2545F4914F6CDD1D)
 _PERM_MULT = np.uint64(0x9E3779B97F4A7C15)
+_U64 = (1 << 64) - 1
 
 
 def _masked(text: str) -> str:
@@ -107,22 +109,25 @@ def window_tokens(text: str) -> list[str]:
     return _ends(_tokens(_TOKEN.findall(low)))
 
 
-def _shingle_hashes(text: str) -> np.ndarray:
+def _shingle_hashes(text: str) -> list[int]:
     if len(text) > 2 * _EDGE_CHARS:  # only the ends reach the window; skip masking a long middle
         text = f"{text[:_EDGE_CHARS]} {_SLOT} {text[-_EDGE_CHARS:]}"
     tokens = window_tokens(text)
     n = max(len(tokens) - SHINGLE + 1, 1)
     shingles = {" ".join(tokens[i : i + SHINGLE]) for i in range(n)}
-    return np.array([mmh3.hash64(s, SEED, signed=False)[0] for s in shingles], dtype=np.uint64)
+    return [mmh3.hash64(s, SEED, signed=False)[0] for s in shingles]
 
 
 def template_ids(texts: list[str | None]) -> list[str | None]:
     """Template id per text (None for None); vectorized MinHash over all texts at once."""
     rows = [i for i, t in enumerate(texts) if t is not None]
     out: list[str | None] = [None] * len(texts)
+    if len(rows) == 1:  # one prompt at the gateway: numpy's set-up would cost more than the hashing
+        out[rows[0]] = _template_id(texts[rows[0]])  # type: ignore[arg-type]
+        return out
     if not rows:
         return out
-    hashes = [_shingle_hashes(texts[i]) for i in rows]  # type: ignore[arg-type]
+    hashes = [np.array(_shingle_hashes(texts[i]), dtype=np.uint64) for i in rows]  # type: ignore[arg-type]
     lengths = np.array([len(h) for h in hashes])
     flat = np.concatenate(hashes)
     # Multiply-shift permutations (uint64 arithmetic wraps, as intended), minimum per text.
@@ -131,6 +136,13 @@ def template_ids(texts: list[str | None]) -> list[str | None]:
     for i, low in zip(rows, np.minimum.reduceat(permuted, starts).tolist(), strict=True):
         out[i] = f"{low:016x}"
     return out
+
+
+def _template_id(text: str) -> str:
+    """`template_ids([text])[0]` in Python integers: the same permutation, wrapped to 64 bits."""
+    xor, mult = int(_PERM_XOR), int(_PERM_MULT)
+    low = min(((h ^ xor) * mult) & _U64 for h in _shingle_hashes(text))
+    return f"{low:016x}"
 
 
 _TEMPLATE_IDS = DistinctCache(template_ids)
