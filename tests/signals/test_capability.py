@@ -107,6 +107,9 @@ def test_one_prompt_scores_as_in_a_batch(sharegpt, items):
     batch = model.predict_proba(texts)
     single = np.stack([model.predict_proba([t])[0] for t in texts])
     np.testing.assert_allclose(single, batch, rtol=1e-12, atol=1e-15)
+    best = [model.best_one(t) for t in texts]  # what `classify` gives one prompt
+    assert [c for c, _ in best] == [model.classes[k] for k in batch.argmax(axis=1)]
+    np.testing.assert_allclose([p for _, p in best], batch.max(axis=1), rtol=1e-12)
 
 
 def test_words_hashed_one_by_one_equal_the_vectorizer(sharegpt, items):

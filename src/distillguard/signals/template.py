@@ -114,8 +114,8 @@ def _shingle_hashes(text: str) -> list[int]:
         text = f"{text[:_EDGE_CHARS]} {_SLOT} {text[-_EDGE_CHARS:]}"
     tokens = window_tokens(text)
     n = max(len(tokens) - SHINGLE + 1, 1)
-    shingles = {" ".join(tokens[i : i + SHINGLE]) for i in range(n)}
-    return [mmh3.hash64(s, SEED, signed=False)[0] for s in shingles]
+    # A repeated shingle is hashed again rather than deduplicated: the minimum is the same.
+    return [mmh3.hash64(" ".join(tokens[i : i + SHINGLE]), SEED, signed=False)[0] for i in range(n)]
 
 
 def template_ids(texts: list[str | None]) -> list[str | None]:
