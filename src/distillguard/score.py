@@ -10,6 +10,7 @@ ordered by the model's reliance on them.
 from __future__ import annotations
 
 import json
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,24 @@ class Reason:
         }
 
 
+# Per model: its benign bounds, spans and importances as Python floats, and the three most important
+# features. A reason is read per flagged account, online at every rescoring: plain floats over sixty
+# features cost less than numpy's set-up per call, which dominates once its code is out of cache.
+_REASON_TABLES: weakref.WeakKeyDictionary[RiskModel, tuple[list[list[float]], list[int]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _reason_table(model: RiskModel) -> tuple[list[list[float]], list[int]]:
+    table = _REASON_TABLES.get(model)
+    if table is None:
+        lo, hi = model.benign_low_, model.benign_high_
+        span = np.maximum(hi - lo, 1e-9)
+        bounds = [lo.tolist(), hi.tolist(), span.tolist(), model.importance_.tolist()]
+        table = _REASON_TABLES[model] = (bounds, np.argsort(-model.importance_)[:3].tolist())
+    return table
+
+
 def feature_matrix(table: pa.Table) -> np.ndarray:
     """The features of `table` as a float matrix in FEATURES order (nulls become NaN)."""
     cols = [np.asarray(table.column(f).cast(pa.float64()).to_numpy(zero_copy_only=False)) for f in FEATURES]
@@ -164,27 +183,24 @@ class RiskModel:
 
     def reasons(self, x: np.ndarray, top: int = 5) -> list[Reason]:
         """The features of one account outside the benign range, weighted by importance."""
-        lo, hi = self.benign_low_, self.benign_high_
-        # A NaN value compares false; a feature without a benign range (NaN bound) gives no reason.
-        outside = ((x > hi) | (x < lo)) & ~np.isnan(lo) & ~np.isnan(hi)
-        span = np.maximum(hi - lo, 1e-9)
-        with np.errstate(invalid="ignore"):
-            excess = np.where(x > hi, (x - hi) / span, (lo - x) / span)
-        weight = self.importance_ * np.minimum(1.0 + excess, 5.0)
-        out = [
-            Reason(FEATURES[i], float(x[i]), float(lo[i]), float(hi[i]), float(weight[i]))
-            for i in np.flatnonzero(outside & (weight > 0))
-        ]
+        bounds, fallback = _reason_table(self)
+        out = []
+        for name, v, lo, hi, span, importance in zip(FEATURES, x.tolist(), *bounds, strict=True):
+            # A NaN compares false: a NaN value or a feature without a benign range gives no reason.
+            if v > hi:
+                weight = importance * min(1.0 + (v - hi) / span, 5.0)
+            elif v < lo:
+                weight = importance * min(1.0 + (lo - v) / span, 5.0)
+            else:
+                continue
+            if weight > 0 and lo == lo and hi == hi:
+                out.append(Reason(name, v, lo, hi, weight))
         if not out:
             # Inside every benign range yet scored high: the combination decided, so name the
             # features the model leans on most, with this account's values.
-            for i in np.argsort(-self.importance_)[:3]:
+            for i in fallback:
                 if not np.isnan(x[i]):
-                    out.append(
-                        Reason(
-                            FEATURES[i], float(x[i]), float(lo[i]), float(hi[i]), float(self.importance_[i])
-                        )
-                    )
+                    out.append(Reason(FEATURES[i], float(x[i]), bounds[0][i], bounds[1][i], bounds[3][i]))
         return sorted(out, key=lambda r: -r.weight)[:top]
 
     def save(self, path: Path = DEFAULT_MODEL, meta: dict[str, Any] | None = None) -> None:
