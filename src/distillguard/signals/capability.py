@@ -153,8 +153,7 @@ class _WordFeatures:
         return sp.csr_matrix(out)
 
 
-# Up to this many texts, `predict_proba` scores text by text (no sparse product, whose per-call
-# set-up scales with 2**18 columns).
+# Up to this many texts, `classify` scores text by text (`CapabilityModel.best_one`).
 _FEW = 8
 _WORDS = _WordFeatures()
 
@@ -181,14 +180,7 @@ class CapabilityModel:
         return np.ascontiguousarray(self.coef.T, dtype=np.float64)
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
-        if len(texts) <= _FEW:
-            # One prompt at the gateway: its normalised counts times the rows of its columns.
-            logits = np.empty((len(texts), len(self.classes)))
-            for i, text in enumerate(texts):
-                product, norm = _WORDS.projection(clip(text).lower(), self._weights)
-                logits[i] = product / norm if norm else 0.0
-        else:
-            logits = featurize(texts, canonical=False) @ self._weights
+        logits = featurize(texts, canonical=False) @ self._weights
         logits = (logits + self.intercept) / self.temperature
         logits -= logits.max(axis=1, keepdims=True)
         exp = np.exp(logits)
@@ -196,8 +188,10 @@ class CapabilityModel:
 
     def best_one(self, text: str) -> tuple[str, float]:
         """The most likely class of one text and its probability, as `predict_proba([text])` gives
-        them, in Python floats: numpy's set-up per call cost more than the arithmetic on a row of
-        seven (the gateway classifies one prompt at a time)."""
+        them, without a sparse product (whose per-call set-up scales with 2**18 columns): the text's
+        normalised counts times the rows of its columns, then the softmax in Python floats, since
+        numpy's set-up per call cost more than the arithmetic on a row of seven. The gateway
+        classifies one prompt at a time."""
         product, norm = _WORDS.projection(clip(text).lower(), self._weights)
         temperature = self.temperature
         logits = [
@@ -235,9 +229,10 @@ def classify(texts: list[str | None]) -> list[dict[str, Any]]:
     """{capability, capability_score} per text; both null where there is no text."""
     rows = [i for i, t in enumerate(texts) if t]
     out: list[dict[str, Any]] = [{"capability": None, "capability_score": None} for _ in texts]
-    if len(rows) == 1:
-        capability, score = shipped_model().best_one(texts[rows[0]])  # type: ignore[arg-type]
-        out[rows[0]] = {"capability": capability, "capability_score": score}
+    if 0 < len(rows) <= _FEW:
+        for i in rows:
+            capability, score = shipped_model().best_one(texts[i])  # type: ignore[arg-type]
+            out[i] = {"capability": capability, "capability_score": score}
     elif rows:
         model = shipped_model()
         proba = model.predict_proba([texts[i] for i in rows])  # type: ignore[misc]

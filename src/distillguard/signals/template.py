@@ -7,7 +7,7 @@ head and tail of what is left (wrappers sit around the item, the item sits in th
 takes the MinHash minimum over word-trigram shingles there: fills of one wrapper share it as often
 as they share shingles, and unrelated prompts rarely share a trigram near both ends.
 
-Hashing is seeded mmh3 plus numpy multiply-shift permutations with fixed constants, so an id is
+Hashing is seeded mmh3 plus a multiply-shift permutation with fixed constants (64-bit), so an id is
 the same on every engine, machine and run.
 """
 
@@ -18,7 +18,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import mmh3
-import numpy as np
 import pyarrow as pa
 
 from distillguard.signals.base import DistinctCache, per_distinct, prompt_of, prompt_text
@@ -58,8 +57,8 @@ _TOKEN = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]|[^\W\d_]+|\x00+"
 # One multiply-shift permutation: the id is the minimum shingle under it. One row, not a band of
 # several, because a one-sided wrapper shares only part of its window with another fill: P(same id)
 # is the Jaccard similarity itself rather than its power (measured in tests/signals/test_template.py).
-_PERM_XOR = np.uint64(0x2545F4914F6CDD1D)
-_PERM_MULT = np.uint64(0x9E3779B97F4A7C15)
+_PERM_XOR = 0x2545F4914F6CDD1D
+_PERM_MULT = 0x9E3779B97F4A7C15
 _U64 = (1 << 64) - 1
 
 
@@ -119,29 +118,13 @@ def _shingle_hashes(text: str) -> list[int]:
 
 
 def template_ids(texts: list[str | None]) -> list[str | None]:
-    """Template id per text (None for None); vectorized MinHash over all texts at once."""
-    rows = [i for i, t in enumerate(texts) if t is not None]
-    out: list[str | None] = [None] * len(texts)
-    if len(rows) == 1:  # one prompt at the gateway: numpy's set-up would cost more than the hashing
-        out[rows[0]] = _template_id(texts[rows[0]])  # type: ignore[arg-type]
-        return out
-    if not rows:
-        return out
-    hashes = [np.array(_shingle_hashes(texts[i]), dtype=np.uint64) for i in rows]  # type: ignore[arg-type]
-    lengths = np.array([len(h) for h in hashes])
-    flat = np.concatenate(hashes)
-    # Multiply-shift permutations (uint64 arithmetic wraps, as intended), minimum per text.
-    permuted = (flat ^ _PERM_XOR) * _PERM_MULT
-    starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
-    for i, low in zip(rows, np.minimum.reduceat(permuted, starts).tolist(), strict=True):
-        out[i] = f"{low:016x}"
-    return out
+    """Template id per text (None for None): the minimum shingle hash under one fixed permutation."""
+    return [None if text is None else _template_id(text) for text in texts]
 
 
 def _template_id(text: str) -> str:
-    """`template_ids([text])[0]` in Python integers: the same permutation, wrapped to 64 bits."""
-    xor, mult = int(_PERM_XOR), int(_PERM_MULT)
-    low = min(((h ^ xor) * mult) & _U64 for h in _shingle_hashes(text))
+    # Python integers, wrapped to 64 bits: per text, numpy's set-up cost as much as the hashing.
+    low = min(((h ^ _PERM_XOR) * _PERM_MULT) & _U64 for h in _shingle_hashes(text))
     return f"{low:016x}"
 
 
