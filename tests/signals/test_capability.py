@@ -8,9 +8,9 @@ from distillguard.schema import CAPABILITIES
 from distillguard.signals import corpora
 from distillguard.signals.capability import (
     MODEL_DIR,
+    VECTORIZER,
     CapabilityModel,
     CapabilitySignal,
-    _WordFeatures,
     classify,
     clip,
     featurize,
@@ -18,6 +18,7 @@ from distillguard.signals.capability import (
     vectorizer,
 )
 from distillguard.signals.train_capability import WRAPPERS
+from distillguard.signals.word_table import WordTable
 
 
 def test_artifact_is_small_plain_and_loads_offline(monkeypatch):
@@ -118,9 +119,9 @@ def test_words_hashed_one_by_one_equal_the_vectorizer(sharegpt, items):
     texts = [
         clip(t).lower() for t in sharegpt[:200] + items[:40] + ["İstanbul çok güzel ΣΑΣ 日本語の文", "a b"]
     ]
-    words = _WordFeatures()
+    words = WordTable(VECTORIZER["ngram_range"], VECTORIZER["n_features"])
     want = vectorizer().transform(texts)
     for i, text in enumerate(texts):
         got = words.features([text])
         assert np.array_equal(got.indices, want[i].indices) and np.array_equal(got.data, want[i].data), i
-    assert len(words.index) > 1000  # most words came in small groups
+    assert len(words) > 1000  # most words came in small groups

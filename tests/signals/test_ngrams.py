@@ -1,25 +1,32 @@
-"""The compiled n-gram hasher against scikit-learn's own analyzer and MurmurHash3."""
+"""The compiled word table against scikit-learn's own analyzer, MurmurHash3 and `str.split`."""
 
 from __future__ import annotations
+
+import sys
 
 import numpy as np
 from sklearn.utils import murmurhash3_32
 
 from distillguard.signals.capability import VECTORIZER, vectorizer
-from distillguard.signals.ngrams import ngram_columns
+from distillguard.signals.word_table import WordTable, space_bytes
+
+_WHITESPACE = "".join(chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace())
 
 
-def _reference(words: list[str]) -> tuple[list[int], list[int]]:
+def _reference(word: str) -> list[int]:
     # char_wb n-grams of one word in the vectorizer's order (it lower-cases first; the word table's
     # words come lower-cased already).
-    analyze = vectorizer().build_analyzer()
+    grams = vectorizer().build_analyzer()(word)
     n_features = int(VECTORIZER["n_features"])
-    lengths, cols = [], []
-    for word in words:
-        grams = analyze(word)
-        lengths.append(len(grams))
-        cols += [abs(murmurhash3_32(g.encode("utf-8", "surrogatepass"), 0)) % n_features for g in grams]
-    return lengths, cols
+    return [abs(murmurhash3_32(g.encode("utf-8", "surrogatepass"), 0)) % n_features for g in grams]
+
+
+def _rows(table: WordTable, words: list[str]) -> list[list[int]]:
+    """Each distinct word's row of the table, in the order they were added (first seen)."""
+    for _ in table._ids([" ".join(words)]):
+        pass
+    indptr, indices = table._indptr, table._indices
+    return [indices[indptr[w] : indptr[w + 1]].tolist() for w in range(len(table))]
 
 
 def test_columns_equal_sklearn_for_every_width_and_length() -> None:
@@ -29,10 +36,9 @@ def test_columns_equal_sklearn_for_every_width_and_length() -> None:
     rng = np.random.default_rng(7)
     words = ["".join(rng.choice(alphabet, size=k)) for k in range(1, 12) for _ in range(30)]
     words += ["x", "ab", "İstanbul".lower(), "ς"]
-    lengths, cols = ngram_columns(words, VECTORIZER["ngram_range"], VECTORIZER["n_features"])
-    want_lengths, want_cols = _reference(words)
-    assert lengths.tolist() == want_lengths
-    assert cols.tolist() == want_cols
+    distinct = list(dict.fromkeys(words))
+    got = _rows(WordTable(VECTORIZER["ngram_range"], VECTORIZER["n_features"]), words)
+    assert got == [_reference(w) for w in distinct]
 
 
 def test_a_lone_surrogate_hashes_as_its_three_bytes() -> None:
@@ -40,12 +46,36 @@ def test_a_lone_surrogate_hashes_as_its_three_bytes() -> None:
     word = "ab\ud800c"
     padded = f" {word} ".encode("utf-8", "surrogatepass")
     assert len(padded) == 8
-    lengths, cols = ngram_columns([word], (2, 2), 2**18)
     bounds = [0, 1, 2, 3, 6, 7, 8]  # where " ", "a", "b", the surrogate (3 bytes), "c", " " start
     want = [abs(murmurhash3_32(padded[bounds[i] : bounds[i + 2]], 0)) % 2**18 for i in range(5)]
-    assert lengths.tolist() == [5] and cols.tolist() == want
+    assert _rows(WordTable((2, 2), 2**18), [word]) == [want]
 
 
-def test_no_words() -> None:
-    lengths, cols = ngram_columns([], (2, 4), 2**18)
-    assert len(lengths) == 0 and len(cols) == 0
+def test_whitespace_is_what_str_split_splits_on() -> None:
+    for c in map(chr, range(sys.maxunicode + 1)):
+        if 0xD800 <= ord(c) <= 0xDFFF:
+            continue
+        raw = np.frombuffer(f"{c}x".encode(), dtype=np.uint8)
+        assert (space_bytes(raw, 0) > 0) == c.isspace(), hex(ord(c))
+    # Words split between, around and across runs of every kind of whitespace, and ones that hold
+    # the bytes of a whitespace character's tail (U+2080 is E2 82 80; U+3001 is E3 80 81).
+    rng = np.random.default_rng(3)
+    alphabet = list(_WHITESPACE) + list("ab é中😀\u2080\u3001\u1681") + ["\ud800"]
+    texts = ["".join(rng.choice(alphabet, size=k)) for k in range(0, 40) for _ in range(40)]
+    table = WordTable((2, 4), 2**18)
+    for text, (ids, counts) in zip(texts, (next(table._ids([t])) for t in texts), strict=True):
+        words = text.split()
+        assert counts.tolist() == [len(words)]
+        # The same word has the same id, and different words different ids.
+        assert len(set(ids.tolist())) == len(set(words))
+        assert len(set(zip(ids.tolist(), words, strict=True))) == len(set(words))
+
+
+def test_the_table_clears_at_its_limit_and_stays_exact() -> None:
+    table = WordTable(VECTORIZER["ngram_range"], VECTORIZER["n_features"], limit=50)
+    texts = [" ".join(f"w{i}x{j}" for j in range(i % 7 + 1)) for i in range(120)]
+    got = table.features(texts)
+    want = vectorizer().transform(texts)
+    assert len(table) <= 50
+    assert np.array_equal(got.indptr, want.indptr) and np.array_equal(got.indices, want.indices)
+    assert np.array_equal(got.data, want.data)

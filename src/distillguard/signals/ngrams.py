@@ -3,10 +3,9 @@
 char_wb pads a word with one space each side and takes every n-gram of `low`..`high` characters
 that fits (a padded word shorter than n yields none of that length or longer); each n-gram's UTF-8
 bytes are hashed with MurmurHash3 (x86, 32-bit, seed 0, signed) and the column is its absolute
-value modulo the number of features. One compiled loop (numba) does it for any number of words in
-any script: hashing n-gram by n-gram in Python cost about 5 µs a word, which was most of what a
-prompt with a few dozen new words costs at the gateway, and numpy's version of the loop costs
-~0.1 ms of set-up whatever the number of words.
+value modulo the number of features. Compiled loops (numba) do it in any script, called from the
+word table (`word_table`) as it meets new words: hashing n-gram by n-gram in Python cost about 5 µs
+a word.
 """
 
 from __future__ import annotations
@@ -50,52 +49,34 @@ def _murmur3(buf: np.ndarray, start: int, length: int) -> int:  # pragma: no cov
 
 
 @numba.njit(cache=True, nogil=True)
-def _padded_ngrams(
-    buf: np.ndarray, n_words: int, low: int, high: int, n_features: int
-) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
-    """(n-grams per word, their columns in word order) for `buf`, the UTF-8 bytes of the padded
-    words one after another (" a  b "): each padded word runs from a space to the next space."""
-    lengths = np.zeros(n_words, dtype=np.int64)
-    bounds = np.zeros(len(buf) + 1, dtype=np.int64)  # character starts of the current word
-    cols = np.empty(3 * len(buf), dtype=np.int32)  # at most one n-gram of each size per byte
-    out = 0
-    i = 0
-    for w in range(n_words):
-        # buf[i] is the word's opening space; its closing space is the next space after it.
-        e = i + 1
-        while buf[e] != 32:
-            e += 1
-        chars = 0
-        for p in range(i, e + 1):
-            if (buf[p] & 0xC0) != 0x80:  # not a UTF-8 continuation byte: a character starts here
-                bounds[chars] = p
-                chars += 1
-        bounds[chars] = e + 1
-        before = out
-        for n in range(low, high + 1):
-            if chars < n:
-                break
-            for s in range(chars - n + 1):
-                h = _murmur3(buf, bounds[s], bounds[s + n] - bounds[s])
-                cols[out] = abs(h) % n_features
-                out += 1
-        lengths[w] = out - before
-        i = e + 1
-    return lengths, cols[:out].copy()
-
-
-def ngram_columns(
-    words: list[str], ngram_range: tuple[int, int], n_features: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Entries per word and the hashed columns of every word's char_wb n-grams, in word order (a
-    column repeats as often as its n-gram occurs). Words hold no whitespace (`str.split` output)."""
-    if not words:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int32)
-    # surrogatepass: JSON can spell a lone surrogate, which the vectorizer hashes as its 3 bytes.
-    buf = np.frombuffer("".join(f" {w} " for w in words).encode("utf-8", "surrogatepass"), dtype=np.uint8)
-    low, high = ngram_range
-    lengths, cols = _padded_ngrams(buf, len(words), low, high, n_features)
-    return lengths, cols
+def padded_word_ngrams(
+    buf: np.ndarray,
+    start: int,
+    end: int,
+    low: int,
+    high: int,
+    n_features: int,
+    bounds: np.ndarray,
+    cols: np.ndarray,
+    out: int,
+) -> int:  # pragma: no cover - compiled
+    """Write the columns of the char_wb n-grams of `buf[start:end]`, the UTF-8 bytes of one padded
+    word (" word "), to `cols` from `out` on; returns where they end. `bounds` is scratch space of at
+    least `end - start + 1` entries."""
+    chars = 0
+    for p in range(start, end):
+        if (buf[p] & 0xC0) != 0x80:  # not a UTF-8 continuation byte: a character starts here
+            bounds[chars] = p
+            chars += 1
+    bounds[chars] = end
+    for n in range(low, high + 1):
+        if chars < n:
+            break
+        for s in range(chars - n + 1):
+            h = _murmur3(buf, bounds[s], bounds[s + n] - bounds[s])
+            cols[out] = abs(h) % n_features
+            out += 1
+    return out
 
 
 @numba.njit(cache=True, nogil=True)
@@ -105,6 +86,7 @@ def add_word_products(
     """`out[w] = Σ weights[c]` over the n-gram columns c of each word w in [lo, hi) of a CSR word
     table (every entry counts one)."""
     for w in range(lo, hi):
+        out[w] = 0.0  # the row may hold a word of a table since cleared
         for j in range(indptr[w], indptr[w + 1]):
             for k in range(weights.shape[1]):
                 out[w, k] += weights[indices[j], k]

@@ -1,0 +1,285 @@
+"""The distinct words of prompts and their hashed char_wb n-gram columns, held in compiled arrays.
+
+char_wb n-grams never cross whitespace, so a text's n-gram counts are the sum of its words' counts,
+and words repeat far more than texts do: each distinct word is hashed once and kept as one row of a
+CSR table (its n-gram columns, as `HashingVectorizer(analyzer="char_wb")` computes them).
+
+The whole path from a text's UTF-8 bytes to its word ids is one compiled loop (numba): split on
+whitespace as `str.split()` does, look each word up in an open-addressing table keyed by its
+MurmurHash3 and checked byte for byte, and hash the n-grams of the words not seen before. At the
+gateway, where prompts come one at a time, the same call also sums the words' products with the
+model's weights. Splitting in Python and looking words up in a dictionary made one Python object
+and one or two cache misses per word, and three compiled calls a prompt: most of what a novel
+prompt's capability cost there.
+
+The table holds at most `limit` words; when a text could take it past that, it is cleared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numba
+import numpy as np
+import scipy.sparse as sp
+
+from distillguard.signals.ngrams import _murmur3, add_word_products, padded_word_ngrams, text_product
+
+# sizes[]: words held, arena bytes used, n-gram entries, words whose products are computed
+_WORDS, _USED, _NNZ, _PROJECTED = range(4)
+# params[]: most words held, smallest and largest n-gram, number of columns
+_LIMIT, _LOW, _HIGH, _N_FEATURES = range(4)
+# meta[word]: where its padded bytes start in the arena, its length (unpadded), its hash
+_START, _LENGTH, _HASH = range(3)
+
+
+@numba.njit(cache=True, nogil=True)
+def space_bytes(buf: np.ndarray, p: int) -> int:  # pragma: no cover - compiled
+    """The UTF-8 length of the character at `buf[p]` when it is whitespace as `str.isspace` has it
+    (what `str.split()` splits on), else 0 (a continuation byte is never whitespace)."""
+    b = buf[p]
+    if b == 32 or 9 <= b <= 13 or 28 <= b <= 31:
+        return 1
+    if b == 0xC2:
+        return 2 if buf[p + 1] == 0x85 or buf[p + 1] == 0xA0 else 0  # U+0085, U+00A0
+    if b == 0xE1:
+        return 3 if buf[p + 1] == 0x9A and buf[p + 2] == 0x80 else 0  # U+1680
+    if b == 0xE2:
+        c, d = buf[p + 1], buf[p + 2]
+        if c == 0x80 and (0x80 <= d <= 0x8A or d == 0xA8 or d == 0xA9 or d == 0xAF):
+            return 3  # U+2000-U+200A, U+2028, U+2029, U+202F
+        return 3 if c == 0x81 and d == 0x9F else 0  # U+205F
+    if b == 0xE3:
+        return 3 if buf[p + 1] == 0x80 and buf[p + 2] == 0x80 else 0  # U+3000
+    return 0
+
+
+@numba.njit(cache=True, nogil=True)
+def _add_texts(
+    buf: np.ndarray,
+    ends: np.ndarray,
+    first: int,
+    ids: np.ndarray,
+    pos: int,
+    words_per_text: np.ndarray,
+    table: tuple[np.ndarray, ...],
+) -> tuple[int, int]:  # pragma: no cover - compiled
+    """Split texts `first`.. of `buf` (text t ends at `ends[t]`) into words and write each word's id to
+    `ids` from `pos` on and each text's word count to `words_per_text`, adding unseen words. Stops
+    before a text whose worst case (every other byte a new word) might not fit in the arrays or under
+    the limit; returns (the next text, the next position in `ids`). `table` is `WordTable._arrays()`."""
+    slots, meta, arena, indptr, indices, sizes, params = table
+    limit, low, high, n_features = params[_LIMIT], params[_LOW], params[_HIGH], params[_N_FEATURES]
+    words, used, nnz = sizes[_WORDS], sizes[_USED], sizes[_NNZ]
+    mask = len(slots) - 1
+    bounds = np.empty(len(buf) + 3, dtype=np.int64)
+    t = first
+    while t < len(ends):
+        lo = ends[t - 1] if t > 0 else 0
+        hi = ends[t]
+        most = (hi - lo) // 2 + 1
+        padded = hi - lo + 2 * most
+        if (
+            (words > 0 and words + most > limit)
+            or 2 * (words + most) > len(slots)
+            or words + most > len(meta)
+            or words + most >= len(indptr)
+            or used + padded > len(arena)
+            or nnz + (high - low + 1) * padded > len(indices)
+            or pos + most > len(ids)
+        ):
+            break
+        count = 0
+        p = lo
+        while p < hi:
+            k = space_bytes(buf, p)
+            if k:
+                p += k
+                continue
+            s = p
+            while p < hi and space_bytes(buf, p) == 0:
+                p += 1
+            length = p - s
+            h = _murmur3(buf, s, length) & 0xFFFFFFFF
+            slot = h & mask
+            while True:
+                w = slots[slot]
+                if w == -1:
+                    break
+                if meta[w, _HASH] == h and meta[w, _LENGTH] == length:
+                    at = meta[w, _START] + 1
+                    same = True
+                    for i in range(length):
+                        if arena[at + i] != buf[s + i]:
+                            same = False
+                            break
+                    if same:
+                        break
+                slot = (slot + 1) & mask
+            if w == -1:  # a new word: its padded bytes go to the arena, its n-grams to the table
+                w = words
+                meta[w, _START], meta[w, _LENGTH], meta[w, _HASH] = used, length, h
+                arena[used] = 32
+                arena[used + 1 : used + 1 + length] = buf[s:p]
+                arena[used + 1 + length] = 32
+                end = used + length + 2
+                nnz = padded_word_ngrams(arena, used, end, low, high, n_features, bounds, indices, nnz)
+                indptr[w + 1] = nnz
+                used += length + 2
+                words += 1
+                slots[slot] = w
+            ids[pos] = w
+            pos += 1
+            count += 1
+        words_per_text[t] = count
+        t += 1
+    sizes[_WORDS], sizes[_USED], sizes[_NNZ] = words, used, nnz
+    return t, pos
+
+
+@numba.njit(cache=True, nogil=True)
+def _project_text(
+    buf: np.ndarray, table: tuple[np.ndarray, ...], weights: np.ndarray, products: np.ndarray
+) -> tuple[np.ndarray, float]:  # pragma: no cover - compiled
+    """One text's summed word products with `weights` and the L2 norm of its n-gram counts, adding its
+    unseen words; a norm of -1 when the arrays need room first."""
+    indptr, indices, sizes = table[3], table[4], table[5]
+    most = len(buf) // 2 + 1
+    ids = np.empty(most, dtype=np.int64)
+    if sizes[_WORDS] + most > len(products):
+        return np.zeros(products.shape[1]), -1.0
+    ends, count = np.full(1, len(buf), dtype=np.int64), np.empty(1, dtype=np.int64)
+    done, n = _add_texts(buf, ends, 0, ids, 0, count, table)
+    if done == 0:
+        return np.zeros(products.shape[1]), -1.0
+    add_word_products(sizes[_PROJECTED], sizes[_WORDS], indptr, indices, weights, products)
+    sizes[_PROJECTED] = sizes[_WORDS]
+    return text_product(ids[:n], indptr, indices, products)
+
+
+def _utf8(text: str) -> bytes:
+    # surrogatepass: JSON can spell a lone surrogate, which the vectorizer hashes as its 3 bytes.
+    return text.encode("utf-8", "surrogatepass")
+
+
+class WordTable:
+    """Distinct words and their hashed char_wb n-gram columns (`ngram_range`, `n_features`), up to
+    `limit` words. `features` gives texts' normalised count rows; `projection` one text's product
+    with a weight matrix. Texts come lower-cased and clipped already."""
+
+    def __init__(self, ngram_range: tuple[int, int], n_features: int, limit: int = 200_000) -> None:
+        self._params = np.array([limit, ngram_range[0], ngram_range[1], n_features], dtype=np.int64)
+        self._sizes = np.zeros(4, dtype=np.int64)
+        self._slots = np.full(1 << max(10, (2 * limit - 1).bit_length()), -1, dtype=np.int64)
+        self._meta = np.zeros((1024, 3), dtype=np.int64)
+        self._indptr = np.zeros(1025, dtype=np.int64)
+        self._arena = np.zeros(8192, dtype=np.uint8)
+        self._indices = np.zeros(65536, dtype=np.int32)
+        self._ones = np.ones(65536)
+        # Each word's counts times a model's weights, for the first `sizes[_PROJECTED]` words.
+        self._weights: np.ndarray | None = None
+        self._products = np.zeros((0, 0))
+
+    def __len__(self) -> int:
+        return int(self._sizes[_WORDS])
+
+    def _arrays(self) -> tuple[np.ndarray, ...]:
+        # One argument for the compiled loops (the arrays are replaced when they grow).
+        return (self._slots, self._meta, self._arena, self._indptr, self._indices, self._sizes, self._params)
+
+    def clear(self) -> None:
+        self._slots.fill(-1)
+        self._sizes[:] = 0
+
+    def _make_room(self, text_bytes: int) -> None:
+        """Clear or grow so that a text of `text_bytes` fits whatever it holds."""
+        most = text_bytes // 2 + 1
+        if len(self) and len(self) + most > self._params[_LIMIT]:
+            self.clear()
+        words, used, nnz = (int(v) for v in self._sizes[:3])
+        padded = text_bytes + 2 * most
+        low, high = int(self._params[_LOW]), int(self._params[_HIGH])
+        if 2 * (words + most) > len(self._slots):  # a text longer than twice the limit
+            self.clear()
+            words = used = nnz = 0
+            self._slots = np.full(1 << (2 * most - 1).bit_length(), -1, dtype=np.int64)
+        self._meta = _grown(self._meta, words + most, words)
+        self._indptr = _grown(self._indptr, words + most + 1, words + 1)
+        self._arena = _grown(self._arena, used + padded, used)
+        self._indices = _grown(self._indices, nnz + (high - low + 1) * padded, nnz)
+        if len(self._ones) < len(self._indices):
+            self._ones = np.ones(len(self._indices))
+        if len(self._products) < words + most:
+            self._products = _grown(self._products, words + most, int(self._sizes[_PROJECTED]))
+
+    def _ids(self, texts: list[str]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(word ids, words per text) for consecutive runs of `texts`; each run's ids index the table
+        as it is when the run is yielded (it may be cleared before the next)."""
+        encoded = [_utf8(t) for t in texts]
+        buf = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+        lengths = np.fromiter(map(len, encoded), np.int64, len(encoded))
+        ends = np.cumsum(lengths)
+        ids = np.empty(int((lengths // 2 + 1).sum()), dtype=np.int64)
+        words_per_text = np.zeros(len(texts), dtype=np.int64)
+        first = pos = 0
+        while first < len(texts):
+            stop, end = _add_texts(buf, ends, first, ids, pos, words_per_text, self._arrays())
+            if stop > first:
+                yield ids[pos:end], words_per_text[first:stop]
+            if stop < len(texts):
+                self._make_room(int(lengths[stop]))
+            first, pos = stop, end
+
+    def features(self, texts: list[str], canonical: bool = True) -> sp.csr_matrix:
+        """L2-normalised hashed counts per text. Counts are whole numbers, so sums and norms are
+        exact. `canonical` puts each row's columns in the vectorizer's order (sorted), which scoring
+        does not need: sorting was a quarter of its time."""
+        n_features = int(self._params[_N_FEATURES])
+        parts = [self._rows(ids, counts, canonical) for ids, counts in self._ids(texts)]
+        if not parts:
+            return sp.csr_matrix((0, n_features))
+        return parts[0] if len(parts) == 1 else sp.csr_matrix(sp.vstack(parts, format="csr"))
+
+    def _rows(self, ids: np.ndarray, counts: np.ndarray, canonical: bool) -> sp.csr_matrix:
+        words, nnz = len(self), int(self._sizes[_NNZ])
+        table = sp.csr_matrix(
+            (self._ones[:nnz], self._indices[:nnz], self._indptr[: words + 1]),
+            shape=(words, int(self._params[_N_FEATURES])),
+            copy=False,
+        )
+        indptr = np.concatenate(([0], np.cumsum(counts)))
+        # (texts x words) @ (words x n-grams): the product's rows hold each n-gram once already.
+        out = sp.csr_matrix((np.ones(len(ids)), ids, indptr), shape=(len(counts), words)) @ table
+        if canonical:
+            out.sum_duplicates()
+        row = np.repeat(np.arange(len(counts)), np.diff(out.indptr))
+        norms = np.sqrt(np.bincount(row, weights=out.data * out.data, minlength=len(counts)))
+        out.data /= norms[row]
+        return sp.csr_matrix(out)
+
+    def projection(self, text: str, weights: np.ndarray) -> tuple[np.ndarray, float]:
+        """One text's hashed n-gram counts times `weights` (n_features x classes), and the counts'
+        L2 norm: the vectorizer's row times the weights is their quotient.
+
+        Counts add over words, so the product is the sum of its words' products, each computed once
+        per word and kept: a prompt costs a gather of a few hundred small rows instead of one row of
+        the 2**18-row weights per n-gram (those rows are rarely in cache at the gateway).
+        """
+        if self._weights is not weights:  # products of other weights: recompute them all
+            self._weights, self._sizes[_PROJECTED] = weights, 0
+            self._products = np.zeros((len(self._meta), weights.shape[1]))
+        buf = np.frombuffer(_utf8(text), dtype=np.uint8)
+        while True:
+            total, norm = _project_text(buf, self._arrays(), weights, self._products)
+            if norm >= 0:
+                return total, float(norm)
+            self._make_room(len(buf))
+
+
+def _grown(a: np.ndarray, need: int, keep: int) -> np.ndarray:
+    """`a` when it holds `need` rows, else a copy at least twice as long with its first `keep` rows."""
+    if len(a) >= need:
+        return a
+    out = np.zeros((max(need, 2 * len(a)), *a.shape[1:]), dtype=a.dtype)
+    out[:keep] = a[:keep]
+    return out
