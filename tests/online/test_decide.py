@@ -13,7 +13,7 @@ from online_helpers import Replay
 from distillguard.features import FEATURES
 from distillguard.online.compiled import CompiledRiskModel
 from distillguard.online.decide import OnlineDetector
-from distillguard.online.state import DistinctCounter
+from distillguard.online.state import _GAP_MIN, _GAP_RATIO, DistinctCounter, _gap_bin, histogram_median
 from distillguard.score import RiskModel
 
 
@@ -81,6 +81,25 @@ def test_distinct_counter(n: int) -> None:
         c.add(f"v{i}")
     assert abs(c.count() - n) <= (0 if n <= 128 else 0.06 * n)
     assert DistinctCounter.from_obj(c.to_obj()).count() == c.count()
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 10, 11, 500])
+def test_histogram_median_places_the_middle_gaps_in_their_bins(n: int) -> None:
+    # The definition: sort every gap, take the middle one or two, place each geometrically inside
+    # its bin by its rank among the gaps of that bin.
+    rng = np.random.default_rng(n)
+    gaps = sorted(rng.choice([0.0, 0.0004, 1.0, 3.0, 3.01, 60.0, 4000.0], size=n).tolist())
+    bins: dict[int, int] = {}
+    for g in gaps:
+        bins[_gap_bin(g)] = bins.get(_gap_bin(g), 0) + 1
+
+    def placed(rank: int) -> float:
+        b = _gap_bin(gaps[rank])
+        first = min(i for i, g in enumerate(gaps) if _gap_bin(g) == b)
+        return 0.0 if b == 0 else _GAP_MIN * _GAP_RATIO ** (b - 1 + (rank - first + 0.5) / bins[b])
+
+    assert histogram_median(bins) == (placed((n - 1) // 2) + placed(n // 2)) / 2
+    assert np.isnan(histogram_median({}))
 
 
 def test_detector_from_env_is_warm_before_its_first_request() -> None:

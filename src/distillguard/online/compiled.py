@@ -17,16 +17,16 @@ import numpy as np
 
 from distillguard.score import RiskModel
 
+# One 16-byte record per node, so that descending a tree touches one place per node rather than one
+# per array (out of cache, each was a miss). A node's left child is the next node (scikit-learn
+# numbers the nodes depth first, left before right); a leaf keeps its value in `threshold`.
+NODE = np.dtype([("threshold", "f8"), ("right", "i4"), ("feature", "i2"), ("nan_left", "u1"), ("leaf", "u1")])
+
 
 @numba.njit(cache=True, nogil=True)
 def _probability(
     x: np.ndarray,
-    feature: np.ndarray,
-    threshold: np.ndarray,
-    nan_left: np.ndarray,
-    left: np.ndarray,
-    right: np.ndarray,
-    value: np.ndarray,
+    nodes: np.ndarray,
     roots: np.ndarray,
     fold_of_tree: np.ndarray,
     baselines: np.ndarray,
@@ -38,15 +38,16 @@ def _probability(
     raw = baselines.copy()
     for t in range(len(roots)):
         i = roots[t]
-        while left[i] >= 0:  # a leaf has no children
-            v = x[feature[i]]
+        while not nodes[i].leaf:
+            node = nodes[i]
+            v = x[node.feature]
             if np.isnan(v):
-                i = left[i] if nan_left[i] else right[i]
-            elif v <= threshold[i]:
-                i = left[i]
+                i = i + 1 if node.nan_left else node.right
+            elif v <= node.threshold:
+                i = i + 1
             else:
-                i = right[i]
-        raw[fold_of_tree[t]] += value[i]
+                i = node.right
+        raw[fold_of_tree[t]] += nodes[i].threshold
     total = 0.0
     for k in range(n_folds):
         lo, hi = calib_start[k], calib_start[k + 1]
@@ -58,7 +59,7 @@ class CompiledRiskModel:
     """`predict_one(x)` == `model.predict_proba(x[None])[0]` for a fitted `RiskModel`."""
 
     def __init__(self, model: RiskModel) -> None:
-        feature, threshold, nan_left, left, right, value = [], [], [], [], [], []
+        trees: list[np.ndarray] = []
         roots: list[int] = []
         fold_of_tree: list[int] = []
         baselines: list[float] = []
@@ -74,26 +75,12 @@ class CompiledRiskModel:
             calib_x.append(np.asarray(iso.X_thresholds_, dtype=np.float64))
             calib_y.append(np.asarray(iso.y_thresholds_, dtype=np.float64))
             for (predictor,) in est._predictors:
-                nodes = predictor.nodes
-                if nodes["is_categorical"].any():
-                    raise ValueError("categorical splits are not supported")
-                leaf = nodes["is_leaf"].astype(bool)
+                trees.append(_tree(predictor.nodes, offset))
                 roots.append(offset)
                 fold_of_tree.append(k)
-                feature.append(nodes["feature_idx"].astype(np.intp))
-                threshold.append(nodes["num_threshold"].astype(np.float64))
-                nan_left.append(nodes["missing_go_to_left"].astype(bool))
-                left.append(np.where(leaf, -1, nodes["left"].astype(np.intp) + offset))
-                right.append(np.where(leaf, -1, nodes["right"].astype(np.intp) + offset))
-                value.append(nodes["value"].astype(np.float64))
-                offset += len(nodes)
+                offset += len(predictor.nodes)
         self._arrays = (
-            np.concatenate(feature),
-            np.concatenate(threshold),
-            np.concatenate(nan_left),
-            np.concatenate(left),
-            np.concatenate(right),
-            np.concatenate(value),
+            np.concatenate(trees),
             np.asarray(roots, dtype=np.intp),
             np.asarray(fold_of_tree, dtype=np.intp),
             np.asarray(baselines, dtype=np.float64),
@@ -105,3 +92,20 @@ class CompiledRiskModel:
     def predict_one(self, x: np.ndarray) -> float:
         """Calibrated distiller probability of one feature row (FEATURES order, NaN for null)."""
         return float(_probability(np.asarray(x, dtype=np.float64), *self._arrays))
+
+
+def _tree(nodes: np.ndarray, offset: int) -> np.ndarray:
+    """One scikit-learn predictor's nodes as NODE records, child indices shifted by `offset`."""
+    if nodes["is_categorical"].any():
+        raise ValueError("categorical splits are not supported")
+    leaf = nodes["is_leaf"].astype(bool)
+    inner = np.flatnonzero(~leaf)
+    if (nodes["left"][inner] != inner + 1).any():
+        raise ValueError("a tree whose left children do not follow their parents")
+    out = np.zeros(len(nodes), dtype=NODE)
+    out["threshold"] = np.where(leaf, nodes["value"], nodes["num_threshold"])
+    out["right"] = np.where(leaf, -1, nodes["right"].astype(np.int64) + offset)
+    out["feature"] = nodes["feature_idx"]
+    out["nan_left"] = nodes["missing_go_to_left"]
+    out["leaf"] = leaf
+    return out

@@ -33,6 +33,7 @@ from distillguard.score import RiskModel
 from distillguard.signals import WARM_UP_EVENT, request_signal_row
 
 ACTIONS: tuple[str, ...] = ("throttle", "step_up_verification", "block", "degrade")
+_NO_ROW = online_features.static_features(None)
 _DAY = 86400.0
 
 
@@ -124,6 +125,7 @@ class OnlineDetector:
         )
         self.state: State = state if state is not None else MemoryState()
         self.accounts = accounts or {}
+        self._static: dict[str, dict[str, float]] = {}
         self.rescore_every = rescore_every
         self.on_state_error = on_state_error
         self.signals = signals
@@ -198,7 +200,13 @@ class OnlineDetector:
     def _vector(self, account_id: str, st: AccountState) -> np.ndarray:
         tpl = self.state.accounts_on("tpl", st.templates)
         pfx = self.state.accounts_on("pfx", st.prefixes)
-        return online_features.vector(st, tpl, pfx, self.accounts.get(account_id))
+        account = self.accounts.get(account_id)
+        # The account table is fixed, so its features are computed once per account row (the cache
+        # is no larger than the table; accounts without a row share the all-NaN features).
+        static = self._static.get(account_id, _NO_ROW) if account is not None else _NO_ROW
+        if static is _NO_ROW and account is not None:
+            static = self._static[account_id] = online_features.static_features(account)
+        return online_features.vector(st, tpl, pfx, account, static)
 
     def _rescore(self, account_id: str, st: AccountState) -> None:
         x = self._vector(account_id, st)

@@ -150,8 +150,10 @@ def vector(
     template_accounts: Mapping[str, int],
     prefix_accounts: Mapping[str, int],
     account: Mapping[str, Any] | None,
+    static: Mapping[str, float] | None = None,
 ) -> np.ndarray:
-    """The account's feature row in FEATURES order (NaN where batch gives null)."""
+    """The account's feature row in FEATURES order (NaN where batch gives null); `static` is
+    `static_features(account)` when the caller keeps it."""
     c, d, n = st.counts, st.distinct, float(st.n)
     cap_rows, tpl_rows, kind_rows = c.get("cap_rows", 0), c.get("tpl_rows", 0), c.get("kind_rows", 0)
     active_days = d["day"].count()
@@ -216,6 +218,6 @@ def vector(
             if created is not None and st.first_ts is not None
             else math.nan
         ),
-        **static_features(account),
+        **(static_features(account) if static is None else static),
     }
     return np.array([f[name] for name in FEATURES], dtype=np.float64)

@@ -131,25 +131,24 @@ def _gap_bin(gap: float) -> int:
     return min(1 + int(math.log(gap / _GAP_MIN, _GAP_RATIO)), _GAP_BINS - 1)
 
 
-def _order_statistic(bins: dict[int, int], rank: int) -> float:
-    """The `rank`-th smallest gap (0-based), placed geometrically inside its bin."""
-    seen = 0
-    for b in sorted(bins):
-        c = bins[b]
-        if rank < seen + c:
-            if b == 0:
-                return 0.0
-            return float(_GAP_MIN * _GAP_RATIO ** (b - 1 + (rank - seen + 0.5) / c))
-        seen += c
-    return math.nan
-
-
 def histogram_median(bins: dict[int, int]) -> float:
-    """Median of a log-spaced gap histogram; the mean of the two middle gaps for an even count, as SQL."""
+    """Median of a log-spaced gap histogram; the mean of the two middle gaps for an even count, as
+    SQL. Each middle gap is placed geometrically inside its bin."""
     total = sum(bins.values())
     if not total:
         return math.nan
-    return (_order_statistic(bins, (total - 1) // 2) + _order_statistic(bins, total // 2)) / 2
+    ranks = [(total - 1) // 2, total // 2]  # 0-based, in order
+    found: list[float] = []
+    seen = 0
+    for b in sorted(bins):
+        c = bins[b]
+        while ranks and ranks[0] < seen + c:
+            rank = ranks.pop(0)
+            found.append(0.0 if b == 0 else float(_GAP_MIN * _GAP_RATIO ** (b - 1 + (rank - seen + 0.5) / c)))
+        if not ranks:
+            break
+        seen += c
+    return (found[0] + found[1]) / 2
 
 
 DISTINCT_KEYS = ("day", "ip", "asn", "ua", "end_user", "language", "template", "prefix")
