@@ -1,7 +1,10 @@
+import ipaddress
+
+import numpy as np
 import pyarrow as pa
 
 from distillguard.enrich.email import is_disposable, is_free_mail
-from distillguard.enrich.ip import IpEnricher, lookup_ips
+from distillguard.enrich.ip import IpEnricher, _prefix, _tables, lookup_ips
 from distillguard.enrich.user_agent import ua_family
 from distillguard.schema import rows_to_batch
 
@@ -19,6 +22,33 @@ def test_ip_kinds_asn_and_prefixes():
         "2a00:1450:4001::/48",
     ]
     assert got["asn"][4:] == [None, None, None]
+
+
+def test_one_address_is_enriched_as_in_a_batch():
+    # The gateway looks up one address at a time (a bisection), a scan thousands (numpy): both must
+    # give the same rows, at range edges too, and the prefix must be the one ip_network spells.
+    rng = np.random.default_rng(5)
+    t = _tables()
+    edges = [
+        int(v) + d for r in (t.kind_v4, t.asn_v4) for v in r.starts[:: len(r.starts) // 300] for d in (-1, 0)
+    ]
+    edges += [
+        int(v) + d for r in (t.kind_v4, t.asn_v4) for v in r.ends[:: len(r.ends) // 300] for d in (0, 1)
+    ]
+    v4 = [str(ipaddress.IPv4Address(int(v) % 2**32)) for v in rng.integers(0, 2**32, 1500)]
+    v4 += [str(ipaddress.IPv4Address(v % 2**32)) for v in edges]
+    v6_edges = [int(v) for r in (t.kind_v6, t.asn_v6) for v in r.starts[:: max(1, len(r.starts) // 200)]]
+    v6 = [str(ipaddress.IPv6Address((k << 64) | int(rng.integers(0, 2**62)))) for k in v6_edges]
+    ips = v4 + v6 + ["::ffff:52.95.110.1", "10.1.2.3", "nonsense", None]
+    batch = lookup_ips(ips)
+    for i in range(0, len(ips), 97):
+        one = lookup_ips([ips[i]])
+        assert {k: v[0] for k, v in one.items()} == {k: v[i] for k, v in batch.items()}, ips[i]
+    assert sum(k not in (None, "unknown") for k in batch["ip_kind"]) > 500
+    for ip in v4[:300] + v6[:300]:
+        addr = ipaddress.ip_address(ip)
+        bits = 24 if addr.version == 4 else 48
+        assert _prefix(addr) == str(ipaddress.ip_network(f"{addr}/{bits}", strict=False))
 
 
 def test_ip_enricher_keeps_rows_aligned():

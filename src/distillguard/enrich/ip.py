@@ -11,6 +11,7 @@ prefix decides the owner. An address in neither table keeps `asn` null and `ip_k
 
 from __future__ import annotations
 
+import bisect
 import csv
 import ipaddress
 import sys
@@ -47,12 +48,19 @@ class _Ranges:
     ends: np.ndarray
     labels: np.ndarray
 
-    def find(self, keys: np.ndarray) -> np.ndarray:
+    def find(self, keys: list[int]) -> list[int]:
         """Label index per key, -1 where no range contains it."""
-        pos = np.searchsorted(self.starts, keys, side="right") - 1
+        if len(keys) <= _FEW:  # numpy's set-up per call costs more than a bisection in Python
+            return [self._find_one(k) for k in keys]
+        arr = np.array(keys, dtype=np.uint64)
+        pos = np.searchsorted(self.starts, arr, side="right") - 1
         safe = np.clip(pos, 0, None)
-        hit = (pos >= 0) & (keys <= self.ends[safe]) if len(self.starts) else np.zeros(len(keys), bool)
-        return np.where(hit, self.labels[safe] if len(self.starts) else -1, -1)
+        hit = (pos >= 0) & (arr <= self.ends[safe]) if len(self.starts) else np.zeros(len(arr), bool)
+        return np.where(hit, self.labels[safe] if len(self.starts) else -1, -1).tolist()
+
+    def _find_one(self, key: int) -> int:
+        pos = bisect.bisect_right(self.starts, key) - 1
+        return int(self.labels[pos]) if pos >= 0 and key <= self.ends[pos] else -1
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,10 @@ class _Tables:
 
 def _v6_key(values: list[int]) -> np.ndarray:
     return np.array([v >> 64 for v in values], dtype=np.uint64)
+
+
+# Up to this many addresses, ranges are found by bisection in Python (the gateway's one address).
+_FEW = 8
 
 
 @cache
@@ -119,8 +131,10 @@ def _parse(ip: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | No
 
 
 def _prefix(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
-    bits = 24 if addr.version == 4 else 48
-    return str(ipaddress.ip_network(f"{addr}/{bits}", strict=False))
+    """The /24 (IPv4) or /48 (IPv6) network holding `addr`, as `ip_network(..., strict=False)` spells it."""
+    if addr.version == 4:
+        return f"{ipaddress.IPv4Address(int(addr) & 0xFFFFFF00)}/24"
+    return f"{ipaddress.IPv6Address(int(addr) >> 80 << 80)}/48"
 
 
 def lookup_ips(ips: list[str | None]) -> dict[str, list]:
@@ -138,10 +152,8 @@ def lookup_ips(ips: list[str | None]) -> dict[str, list]:
         if not rows:
             continue
         ints = [int(addrs[i]) for i in rows]  # type: ignore[arg-type]
-        keys = np.array(ints, dtype=np.uint64) if version == 4 else _v6_key(ints)
-        kind_idx = kind_ranges.find(keys)
-        asn_idx = asn_ranges.find(keys)
-        for row, k, a in zip(rows, kind_idx.tolist(), asn_idx.tolist(), strict=True):
+        keys = ints if version == 4 else [v >> 64 for v in ints]
+        for row, k, a in zip(rows, kind_ranges.find(keys), asn_ranges.find(keys), strict=True):
             org = t.asn_names[a] if a >= 0 else None
             if a >= 0:
                 out["asn"][row] = int(t.asn_numbers[a])
