@@ -110,8 +110,9 @@ def test_detector_from_env_is_warm_before_its_first_request() -> None:
 
     code = (
         "from distillguard.online.compiled import _probability\n"
+        "from distillguard.online.features import _sharing\n"
         "from distillguard.signals.word_table import _project_text\n"
-        "loops = (_probability, _project_text)\n"
+        "loops = (_probability, _sharing, _project_text)\n"
         "compiled = lambda: [bool(f.signatures) for f in loops]\n"
         "before = compiled()\n"
         "from distillguard.online.decide import detector_from_env\n"
@@ -119,4 +120,4 @@ def test_detector_from_env_is_warm_before_its_first_request() -> None:
         "print(before, compiled(), det.state.get('') is None)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["[False,", "False]", "[True,", "True]", "True"]
+    assert out.split() == ["[False,", "False,", "False]", "[True,", "True,", "True]", "True"]

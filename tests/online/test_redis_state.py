@@ -8,6 +8,7 @@ from online_helpers import RedisServer, Replay
 
 from distillguard.online.decide import OnlineDetector
 from distillguard.online.redis_state import RedisState
+from distillguard.online.state import MemoryState
 
 
 def test_redis_matches_memory_and_is_shared(replay: Replay, redis_server: RedisServer) -> None:
@@ -57,3 +58,25 @@ def test_outage_fails_open_or_closed_and_recovers(replay: Replay, redis_server: 
     time.sleep(0.3)  # past the circuit breaker
     d = fail_open.decide(e)
     assert not d.state_error
+
+
+def test_accounts_on_keys_in_table_order(redis_server: RedisServer) -> None:
+    # Each account's keys in the order its table holds them, with the number of distinct accounts
+    # on each; a key never linked reads as one account. More keys than the in-process store's first
+    # array, and an account's table read, grown and read again.
+    redis = RedisState(redis_server.url, timeout_s=5.0)
+    memory = MemoryState()
+    want: dict[str, set[str]] = {}
+    for i in range(1500):
+        key = f"k{i % 1100}"
+        for account in (f"a{i % 3}", f"b{i % 5}")[: 1 + i % 2]:
+            memory.link("tpl", key, account)
+            redis.link("tpl", key, account)
+            want.setdefault(key, set()).add(account)
+    table = {f"k{j}": 1 for j in range(0, 1100, 7)} | {"never": 4}
+    for state in (memory, redis):
+        assert state.accounts_on("tpl", "a1", table).tolist() == [len(want.get(k, "x")) for k in table]
+    table |= {f"k{j}": 2 for j in range(3, 1100, 11)}
+    for state in (memory, redis):
+        assert state.accounts_on("tpl", "a1", table).tolist() == [len(want.get(k, "x")) for k in table]
+        assert state.accounts_on("pfx", "a1", {}).tolist() == []

@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 
-from distillguard.features import FEATURES
 from distillguard.online import features as online_features
 from distillguard.online.compiled import CompiledRiskModel
 from distillguard.online.state import AccountState, MemoryState, State, StateUnavailable
@@ -171,7 +170,8 @@ class OnlineDetector:
         or two on a fresh install, then read from its cache) before the first request, so that
         request does not pay for it. Touches no account state."""
         self.request_signals(WARM_UP_EVENT)
-        self._predict_one(np.full(len(FEATURES), np.nan))
+        none = np.zeros(0, dtype=np.int64)
+        self._predict_one(online_features.vector(AccountState(), none, none, None))
 
     # --- internals ---------------------------------------------------------------------------
 
@@ -198,8 +198,8 @@ class OnlineDetector:
         return self.state.update(account, fold)
 
     def _vector(self, account_id: str, st: AccountState) -> np.ndarray:
-        tpl = self.state.accounts_on("tpl", st.templates)
-        pfx = self.state.accounts_on("pfx", st.prefixes)
+        tpl = self.state.accounts_on("tpl", account_id, st.templates)
+        pfx = self.state.accounts_on("pfx", account_id, st.prefixes)
         account = self.accounts.get(account_id)
         # The account table is fixed, so its features are computed once per account row (the cache
         # is no larger than the table; accounts without a row share the all-NaN features).

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+import numba
 import numpy as np
 
 from distillguard.features import FEATURES
@@ -106,21 +107,27 @@ def _ratio(num: float, den: float) -> float:
     return num / den if den else math.nan
 
 
-def _key_sharing(table: Mapping[str, int], accounts: Mapping[str, int]) -> tuple[int, float]:
-    """Over an account's requests per key (template or prefix): the requests on keys that three or
-    more accounts use, and the mean of log10(accounts on the key) per request. One pass: an account
-    holds up to MAX_KEYS keys, and this runs at every rescoring."""
-    rows = shared = 0
-    total = 0.0
-    log10 = math.log10
-    for key, count in table.items():
-        users = accounts.get(key, 1)
-        rows += count
-        if users >= 3:
-            shared += count
-        if users > 1:
-            total += count * log10(users)
+def _key_sharing(table: Mapping[str, int], accounts: np.ndarray) -> tuple[int, float]:
+    """Over an account's requests per key (template or prefix), with `accounts` the distinct accounts
+    on each key in the table's order: the requests on keys that three or more accounts use, and the
+    mean of log10(accounts on the key) per request (a key of one account adds log10(1) = 0)."""
+    counts = np.fromiter(table.values(), dtype=np.int64, count=len(table))
+    shared, total, rows = _sharing(counts, accounts)
     return shared, _ratio(total, rows)
+
+
+@numba.njit(cache=True, nogil=True)
+def _sharing(counts: np.ndarray, accounts: np.ndarray) -> tuple[int, float, int]:  # pragma: no cover
+    # One compiled pass: an account holds up to MAX_KEYS keys, and this runs at every rescoring.
+    shared = rows = 0
+    total = 0.0
+    for i in range(len(counts)):
+        rows += counts[i]
+        if accounts[i] >= 3:
+            shared += counts[i]
+        if accounts[i] > 1:
+            total += counts[i] * math.log10(accounts[i])
+    return shared, total, rows
 
 
 def static_features(account: Mapping[str, Any] | None) -> dict[str, float]:
@@ -147,12 +154,13 @@ def static_features(account: Mapping[str, Any] | None) -> dict[str, float]:
 
 def vector(
     st: AccountState,
-    template_accounts: Mapping[str, int],
-    prefix_accounts: Mapping[str, int],
+    template_accounts: np.ndarray,
+    prefix_accounts: np.ndarray,
     account: Mapping[str, Any] | None,
     static: Mapping[str, float] | None = None,
 ) -> np.ndarray:
-    """The account's feature row in FEATURES order (NaN where batch gives null); `static` is
+    """The account's feature row in FEATURES order (NaN where batch gives null). `template_accounts`
+    and `prefix_accounts` are `State.accounts_on` of its tables; `static` is
     `static_features(account)` when the caller keeps it."""
     c, d, n = st.counts, st.distinct, float(st.n)
     cap_rows, tpl_rows, kind_rows = c.get("cap_rows", 0), c.get("tpl_rows", 0), c.get("kind_rows", 0)

@@ -12,9 +12,10 @@ every request, then tries Redis again (redis-py reconnects by itself after a res
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
 import orjson
 import redis
 
@@ -116,16 +117,15 @@ class RedisState:
     def link(self, kind: str, key: str, account_id: str) -> None:
         self._call(lambda: self.client.pfadd(self._key(kind, key), account_id))
 
-    def accounts_on(self, kind: str, keys: Iterable[str]) -> Mapping[str, int]:
-        keys = list(keys)
-
+    def accounts_on(self, kind: str, account_id: str, keys: Mapping[str, int]) -> np.ndarray:
         def counts() -> list[int]:
             with self.client.pipeline(transaction=False) as pipe:
                 for k in keys:
                     pipe.pfcount(self._key(kind, k))
-                return [int(c) for c in pipe.execute()]
+                # PFCOUNT of a key never added is 0; the protocol reads it as one account.
+                return [max(1, int(c)) for c in pipe.execute()]
 
-        return dict(zip(keys, self._call(counts), strict=True))
+        return np.array(self._call(counts), dtype=np.int64)
 
     def first_seen(self, name: str, ts: float) -> float:
         return float(self._call(lambda: self._min(keys=[self._key("first", name)], args=[repr(ts)])))

@@ -16,12 +16,14 @@ Approximations against the batch features (measured in tests/online/test_parity.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from array import array
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
+from itertools import islice
 from typing import Any, Protocol
 
 import mmh3
+import numpy as np
 
 MAX_KEYS = 512
 _SPARSE_MAX = 128
@@ -252,9 +254,9 @@ class State(Protocol):
         """Record that `account_id` used `key` (a template id or an IP prefix)."""
         ...
 
-    def accounts_on(self, kind: str, keys: Iterable[str]) -> Mapping[str, int]:
-        """Distinct accounts seen on each key: a mapping that holds at least `keys` (a key never
-        linked may be absent, and reads as no other account)."""
+    def accounts_on(self, kind: str, account_id: str, keys: Mapping[str, int]) -> np.ndarray:
+        """Distinct accounts seen on each of an account's keys (its `templates` or `prefixes`), in
+        the order of `keys`; 1 for a key never linked."""
         ...
 
     def first_seen(self, name: str, ts: float) -> float:
@@ -286,9 +288,13 @@ class MemoryState:
     def __init__(self) -> None:
         self._accounts: dict[str, AccountState] = {}
         self._links: dict[tuple[str, str], DistinctCounter] = {}
-        # Each key's current distinct-account count by kind, so a rescoring reads up to MAX_KEYS
-        # counts as plain dictionary lookups.
-        self._link_counts: dict[str, dict[str, int]] = {}
+        # Each key's current distinct-account count by kind, in an array by the key's number, and
+        # each account's keys as numbers in the order of its table: a rescoring reads up to MAX_KEYS
+        # counts with one gather instead of a dictionary lookup per key (out of cache, a 512-key
+        # account's lookups took 0.3-0.5 ms).
+        self._key_numbers: dict[str, dict[str, int]] = {}
+        self._key_accounts: dict[str, np.ndarray] = {}
+        self._account_keys: dict[tuple[str, str], array[int]] = {}
         self._first: dict[str, float] = {}
         self._buckets: dict[str, tuple[float, float]] = {}
 
@@ -307,12 +313,32 @@ class MemoryState:
         if counter is None:
             counter = self._links[(kind, key)] = DistinctCounter()
         counter.add(account_id)
-        self._link_counts.setdefault(kind, {})[key] = counter.count()
+        number = self._number(kind, key)  # first: it may grow the array
+        self._key_accounts[kind][number] = counter.count()
 
-    def accounts_on(self, kind: str, keys: Iterable[str]) -> Mapping[str, int]:
-        # Every key's count, not a copy of the ones asked for: an account holds up to MAX_KEYS
-        # keys, and a rescoring reads them all.
-        return MappingProxyType(self._link_counts.get(kind, {}))
+    def _number(self, kind: str, key: str) -> int:
+        """The key's number, given on first sight; its count reads as one account until linked."""
+        numbers = self._key_numbers.setdefault(kind, {})
+        number = numbers.get(key)
+        if number is None:
+            number = numbers[key] = len(numbers)
+            counts = self._key_accounts.get(kind, np.ones(0, dtype=np.int64))
+            if number >= len(counts):
+                grown = np.ones(max(1024, 2 * len(counts)), dtype=np.int64)
+                grown[: len(counts)] = counts
+                self._key_accounts[kind] = grown
+        return number
+
+    def accounts_on(self, kind: str, account_id: str, keys: Mapping[str, int]) -> np.ndarray:
+        # An account's table only ever gains keys, at its end: number the ones not yet numbered.
+        mine = self._account_keys.get((kind, account_id))
+        if mine is None or len(mine) > len(keys):
+            mine = self._account_keys[(kind, account_id)] = array("q")
+        if len(mine) < len(keys):
+            mine.extend(self._number(kind, k) for k in islice(keys, len(mine), None))
+        if not mine:
+            return np.zeros(0, dtype=np.int64)
+        return self._key_accounts[kind][np.frombuffer(mine, dtype=np.int64)]
 
     def first_seen(self, name: str, ts: float) -> float:
         cur = self._first.get(name)
