@@ -1,6 +1,22 @@
 from collections import Counter
 
-from distillguard.signals.template import _MASKS, _SLOT, _TOKEN, mask_slots, template_ids
+import mmh3
+import numpy as np
+
+from distillguard.signals.template import (
+    _EDGE_CHARS,
+    _MASKS,
+    _PERM_MULT,
+    _PERM_XOR,
+    _SLOT,
+    _TOKEN,
+    SEED,
+    SHINGLE,
+    mask_slots,
+    murmur3_x64_64,
+    template_ids,
+    window_tokens,
+)
 
 # Wrappers of our own; the item sits before, after or inside them.
 WRAPPERS = [
@@ -49,7 +65,7 @@ def test_ids_are_fixed_and_null_safe():
 
 
 def test_one_prompt_gets_the_id_a_batch_gives_it(sharegpt, items):
-    # One text is hashed in Python integers (the gateway's path), several in numpy.
+    # The gateway asks for one text at a time, a scan for many.
     texts = sharegpt[:500] + [w.format(x=x) for w in WRAPPERS for x in items[:20]] + ["", "1 + 2"]
     assert template_ids(texts) == [template_ids([t])[0] for t in texts]
 
@@ -108,3 +124,31 @@ def test_masks_led_by_a_character_match_their_look_behind_first_forms(sharegpt):
         reference = re.compile(pattern, re.S)
         for text in sharegpt[:3000] + edge:
             assert _MASKS[i][0].sub(_SLOT, text) == reference.sub(_SLOT, text), (i, text)
+
+
+def test_compiled_murmur_equals_mmh3():
+    rng = np.random.default_rng(11)
+    alphabet = [*"ab zé中😀\x00", "\ud800"]
+    texts = ["".join(rng.choice(alphabet, size=k)) for k in range(0, 70) for _ in range(8)]
+    for text in texts:
+        raw = text.encode("utf-8", "surrogatepass")
+        buf = np.frombuffer(raw, dtype=np.uint8)
+        for seed in (0, SEED):
+            assert int(murmur3_x64_64(buf, 0, len(buf), seed)) == mmh3.hash64(raw, seed, signed=False)[0]
+
+
+def test_ids_equal_the_shingle_definition(sharegpt, items):
+    # The definition: mmh3 of each run of SHINGLE window tokens joined by spaces, under the fixed
+    # permutation, the minimum; with fewer tokens, all of them. Hashed here in Python integers.
+    def reference(text: str) -> str:
+        if len(text) > 2 * _EDGE_CHARS:
+            text = f"{text[:_EDGE_CHARS]} {_SLOT} {text[-_EDGE_CHARS:]}"
+        tokens = window_tokens(text)
+        runs = [" ".join(tokens[i : i + SHINGLE]) for i in range(max(len(tokens) - SHINGLE + 1, 1))]
+        hashes = [mmh3.hash64(r.encode("utf-8", "surrogatepass"), SEED, signed=False)[0] for r in runs]
+        xor, mult = int(_PERM_XOR), int(_PERM_MULT)
+        return f"{min(((h ^ xor) * mult) & (2**64 - 1) for h in hashes):016x}"
+
+    texts = sharegpt[:600] + [f"Explain step by step: {x}" for x in items[:60]]
+    texts += ["", "   ", "one", "one two", "one two three", "日本語の文です", "a\ud800b c d"]
+    assert template_ids(texts) == [reference(t) for t in texts]

@@ -7,8 +7,9 @@ head and tail of what is left (wrappers sit around the item, the item sits in th
 takes the MinHash minimum over word-trigram shingles there: fills of one wrapper share it as often
 as they share shingles, and unrelated prompts rarely share a trigram near both ends.
 
-Hashing is seeded mmh3 plus a multiply-shift permutation with fixed constants (64-bit), so an id is
-the same on every engine, machine and run.
+Hashing is seeded MurmurHash3 (x64, the first 64 bits, as `mmh3.hash64`; compiled) plus a
+multiply-shift permutation with fixed constants (64-bit), so an id is the same on every engine,
+machine and run.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import mmh3
+import numba
+import numpy as np
 import pyarrow as pa
 
 from distillguard.signals.base import DistinctCache, per_distinct, prompt_of, prompt_text
@@ -57,9 +59,8 @@ _TOKEN = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]|[^\W\d_]+|\x00+"
 # One multiply-shift permutation: the id is the minimum shingle under it. One row, not a band of
 # several, because a one-sided wrapper shares only part of its window with another fill: P(same id)
 # is the Jaccard similarity itself rather than its power (measured in tests/signals/test_template.py).
-_PERM_XOR = 0x2545F4914F6CDD1D
-_PERM_MULT = 0x9E3779B97F4A7C15
-_U64 = (1 << 64) - 1
+_PERM_XOR = np.uint64(0x2545F4914F6CDD1D)
+_PERM_MULT = np.uint64(0x9E3779B97F4A7C15)
 
 
 def _masked(text: str) -> str:
@@ -108,13 +109,81 @@ def window_tokens(text: str) -> list[str]:
     return _ends(_tokens(_TOKEN.findall(low)))
 
 
-def _shingle_hashes(text: str) -> list[int]:
-    if len(text) > 2 * _EDGE_CHARS:  # only the ends reach the window; skip masking a long middle
-        text = f"{text[:_EDGE_CHARS]} {_SLOT} {text[-_EDGE_CHARS:]}"
-    tokens = window_tokens(text)
-    n = max(len(tokens) - SHINGLE + 1, 1)
-    # A repeated shingle is hashed again rather than deduplicated: the minimum is the same.
-    return [mmh3.hash64(" ".join(tokens[i : i + SHINGLE]), SEED, signed=False)[0] for i in range(n)]
+_C1 = np.uint64(0x87C37B91114253D5)
+_C2 = np.uint64(0x4CF5AD432745937F)
+
+
+@numba.njit(cache=True, nogil=True)
+def _rotl64(x: np.uint64, r: int) -> np.uint64:  # pragma: no cover - compiled
+    return (x << np.uint64(r)) | (x >> np.uint64(64 - r))
+
+
+@numba.njit(cache=True, nogil=True)
+def _fmix64(k: np.uint64) -> np.uint64:  # pragma: no cover - compiled
+    k ^= k >> np.uint64(33)
+    k *= np.uint64(0xFF51AFD7ED558CCD)
+    k ^= k >> np.uint64(33)
+    k *= np.uint64(0xC4CEB9FE1A85EC53)
+    return k ^ (k >> np.uint64(33))
+
+
+@numba.njit(cache=True, nogil=True)
+def murmur3_x64_64(buf: np.ndarray, start: int, length: int, seed: int) -> np.uint64:  # pragma: no cover
+    """The first 64 bits of MurmurHash3_x64_128 of `buf[start:start + length]` (what
+    `mmh3.hash64(..., signed=False)[0]` gives), in wrapping unsigned 64-bit arithmetic."""
+    h1 = np.uint64(seed)
+    h2 = np.uint64(seed)
+    blocks = length // 16
+    for b in range(blocks):
+        p = start + 16 * b
+        k1 = np.uint64(0)
+        k2 = np.uint64(0)
+        for j in range(7, -1, -1):
+            k1 = (k1 << np.uint64(8)) | np.uint64(buf[p + j])
+            k2 = (k2 << np.uint64(8)) | np.uint64(buf[p + 8 + j])
+        h1 ^= _rotl64(k1 * _C1, 31) * _C2
+        h1 = (_rotl64(h1, 27) + h2) * np.uint64(5) + np.uint64(0x52DCE729)
+        h2 ^= _rotl64(k2 * _C2, 33) * _C1
+        h2 = (_rotl64(h2, 31) + h1) * np.uint64(5) + np.uint64(0x38495AB5)
+    p = start + 16 * blocks
+    rest = length & 15
+    k1 = np.uint64(0)
+    k2 = np.uint64(0)
+    for j in range(rest - 1, 7, -1):
+        k2 = (k2 << np.uint64(8)) | np.uint64(buf[p + j])
+    for j in range(min(rest, 8) - 1, -1, -1):
+        k1 = (k1 << np.uint64(8)) | np.uint64(buf[p + j])
+    if rest > 8:
+        h2 ^= _rotl64(k2 * _C2, 33) * _C1
+    if rest > 0:
+        h1 ^= _rotl64(k1 * _C1, 31) * _C2
+    h1 ^= np.uint64(length)
+    h2 ^= np.uint64(length)
+    h1 += h2
+    h2 += h1
+    return _fmix64(h1) + _fmix64(h2)
+
+
+@numba.njit(cache=True, nogil=True)
+def _min_shingle(buf: np.ndarray, seed: int, shingle: int) -> np.uint64:  # pragma: no cover - compiled
+    """The minimum, under the fixed permutation, of the hashes of every run of `shingle` tokens in
+    `buf`, the UTF-8 bytes of the tokens joined by single spaces (no token holds a space, so each
+    run is one contiguous slice); with fewer tokens, the hash of all of them (or of nothing)."""
+    starts = np.empty(len(buf) // 2 + 1, dtype=np.int64)
+    n = 0
+    for p in range(len(buf)):
+        if p == 0 or buf[p - 1] == 32:
+            starts[n] = p
+            n += 1
+    if len(buf) == 0 or n < shingle:
+        return (murmur3_x64_64(buf, 0, len(buf), seed) ^ _PERM_XOR) * _PERM_MULT
+    low = np.uint64(0xFFFFFFFFFFFFFFFF)
+    for i in range(n - shingle + 1):
+        end = starts[i + shingle] - 1 if i + shingle < n else len(buf)
+        h = (murmur3_x64_64(buf, starts[i], end - starts[i], seed) ^ _PERM_XOR) * _PERM_MULT
+        if h < low:
+            low = h
+    return low
 
 
 def template_ids(texts: list[str | None]) -> list[str | None]:
@@ -123,9 +192,11 @@ def template_ids(texts: list[str | None]) -> list[str | None]:
 
 
 def _template_id(text: str) -> str:
-    # Python integers, wrapped to 64 bits: per text, numpy's set-up cost as much as the hashing.
-    low = min(((h ^ _PERM_XOR) * _PERM_MULT) & _U64 for h in _shingle_hashes(text))
-    return f"{low:016x}"
+    if len(text) > 2 * _EDGE_CHARS:  # only the ends reach the window; skip masking a long middle
+        text = f"{text[:_EDGE_CHARS]} {_SLOT} {text[-_EDGE_CHARS:]}"
+    # One compiled call hashes every shingle (mmh3 from Python cost about a microsecond a shingle).
+    joined = " ".join(window_tokens(text)).encode("utf-8", "surrogatepass")
+    return f"{int(_min_shingle(np.frombuffer(joined, dtype=np.uint8), SEED, SHINGLE)):016x}"
 
 
 _TEMPLATE_IDS = DistinctCache(template_ids)
