@@ -111,13 +111,16 @@ def test_detector_from_env_is_warm_before_its_first_request() -> None:
     code = (
         "from distillguard.online.compiled import _probability\n"
         "from distillguard.online.features import _sharing\n"
+        "from distillguard.signals.template import _min_shingle\n"
         "from distillguard.signals.word_table import _project_text\n"
-        "loops = (_probability, _sharing, _project_text)\n"
+        "loops = (_probability, _sharing, _project_text, _min_shingle)\n"
         "compiled = lambda: [bool(f.signatures) for f in loops]\n"
         "before = compiled()\n"
         "from distillguard.online.decide import detector_from_env\n"
         "det = detector_from_env({})\n"
-        "print(before, compiled(), det.state.get('') is None)\n"
+        "pairs = [f'{int(a)}{int(b)}' for a, b in zip(before, compiled())]\n"
+        "print(*pairs, det.state.get('') is None)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["[False,", "False,", "False]", "[True,", "True,", "True]", "True"]
+    # Per loop: not compiled before (0), compiled after (1); then whether the state is untouched.
+    assert out.split() == ["01", "01", "01", "01", "True"]
