@@ -95,9 +95,22 @@ class DistinctCache:
 _MISSING = object()
 
 
+# The last text hashed and its key: an event's text signals look up the same prompt object (when it
+# has no system prompt), so it is hashed once. One tuple, rebound whole, so threads cannot mix pairs.
+_last: tuple[str | None, int | None] = (None, None)
+
+
 def _key(value: str | None) -> int | None:
+    global _last
+    if value is None:
+        return None
+    last = _last
+    if value is last[0]:
+        return last[1]
     # Hashed as bytes: mmh3 crashes on a str holding a lone surrogate, which JSON can spell.
-    return None if value is None else mmh3.hash128(value.encode("utf-8", "surrogatepass"), _SEED)
+    key = mmh3.hash128(value.encode("utf-8", "surrogatepass"), _SEED)
+    _last = (value, key)
+    return key
 
 
 def prompt_text(batch: pa.RecordBatch, with_system: bool = False) -> pa.Array:
