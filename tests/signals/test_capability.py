@@ -3,6 +3,8 @@ import socket
 
 import numpy as np
 import pyarrow as pa
+import scipy.sparse as sp
+from sklearn.feature_extraction.text import HashingVectorizer
 
 from distillguard.schema import CAPABILITIES
 from distillguard.signals import corpora
@@ -13,7 +15,6 @@ from distillguard.signals.capability import (
     CapabilitySignal,
     classify,
     clip,
-    featurize,
     shipped_model,
     vectorizer,
 )
@@ -73,9 +74,14 @@ def test_signal_nulls_without_text():
     assert out[1] == out[2] == {"capability": None, "capability_score": None}
 
 
-def test_featurize_equals_the_vectorizer_bit_for_bit(sharegpt, items):
+def _counts(texts: list[str]) -> sp.csr_matrix:
+    # The vectorizer's rows before normalisation: whole-number counts of each hashed n-gram.
+    return HashingVectorizer(**VECTORIZER, norm=None).transform(texts)
+
+
+def test_projections_equal_the_vectorizer(sharegpt, items):
     # Real prompts and wrapped items in every language, long pastes (clipped), odd whitespace and
-    # case-folding characters; twice, so the second call reads the word cache.
+    # case-folding characters; twice, so the second call reads the word table; and a few at a time.
     wrapped = [
         w[0].format(x=x, y=items[0]) for by_lang in WRAPPERS.values() for w in by_lang.values() for x in items
     ]
@@ -86,26 +92,33 @@ def test_featurize_equals_the_vectorizer_bit_for_bit(sharegpt, items):
         # Four-byte characters: four of them make the longest key (16 bytes, four hash blocks).
         + ["😀😀😀😀 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 x😀y ä😀 日本語😀"]
     )
-    want = vectorizer().transform([clip(t) for t in texts])
-    # A batch takes the sparse-product path; a few texts at a time (the gateway) take the sort path.
-    small = [(i, i + 3) for i in range(0, len(texts), 37)] + [(len(texts) - 5, len(texts))]
+    texts = [clip(t).lower() for t in texts]
+    counts = _counts(texts)
+    weights = shipped_model()._weights
+    want_norms = np.sqrt(np.asarray(counts.multiply(counts).sum(axis=1)).ravel())
+    want_totals = counts @ weights
+    words = WordTable(VECTORIZER["ngram_range"], VECTORIZER["n_features"])
     for _ in range(2):
-        got = featurize(texts)
-        assert np.array_equal(got.indptr, want.indptr)
-        assert np.array_equal(got.indices, want.indices)
-        assert np.array_equal(got.data, want.data)
-        for lo, hi in small:
-            part, expect = featurize(texts[lo:hi]), want[lo:hi]
-            assert np.array_equal(part.indptr, expect.indptr)
-            assert np.array_equal(part.indices, expect.indices)
-            assert np.array_equal(part.data, expect.data)
+        totals, norms = words.projections(texts, weights)
+        assert np.array_equal(norms, want_norms)  # whole numbers: exact
+        np.testing.assert_allclose(totals, want_totals, rtol=1e-12, atol=1e-12)
+    for lo in range(0, len(texts), 37):
+        totals, norms = words.projections(texts[lo : lo + 3], weights)
+        assert np.array_equal(norms, want_norms[lo : lo + 3])
+        np.testing.assert_allclose(totals, want_totals[lo : lo + 3], rtol=1e-12, atol=1e-12)
 
 
 def test_one_prompt_scores_as_in_a_batch(sharegpt, items):
-    # The gateway scores prompts one at a time (no sparse matrix); a scan scores them in batches.
+    # The gateway scores prompts one at a time; a scan scores them in batches. Both as the
+    # definition: the vectorizer's rows times the weights, calibrated, softmaxed.
     model = shipped_model()
     texts = sharegpt[:150] + [f"Explain your reasoning step by step: {x}" for x in items[:50]] + ["  ", "?"]
     batch = model.predict_proba(texts)
+    logits = (
+        vectorizer().transform([clip(t) for t in texts]) @ model._weights + model.intercept
+    ) / model.temperature
+    want = np.exp(logits - logits.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(batch, want / want.sum(axis=1, keepdims=True), rtol=1e-12, atol=1e-15)
     single = np.stack([model.predict_proba([t])[0] for t in texts])
     np.testing.assert_allclose(single, batch, rtol=1e-12, atol=1e-15)
     best = [model.best_one(t) for t in texts]  # what `classify` gives one prompt
@@ -120,8 +133,10 @@ def test_words_hashed_one_by_one_equal_the_vectorizer(sharegpt, items):
         clip(t).lower() for t in sharegpt[:200] + items[:40] + ["İstanbul çok güzel ΣΑΣ 日本語の文", "a b"]
     ]
     words = WordTable(VECTORIZER["ngram_range"], VECTORIZER["n_features"])
-    want = vectorizer().transform(texts)
+    weights = shipped_model()._weights
+    counts = _counts(texts)
     for i, text in enumerate(texts):
-        got = words.features([text])
-        assert np.array_equal(got.indices, want[i].indices) and np.array_equal(got.data, want[i].data), i
+        total, norm = words.projection(text, weights)
+        assert norm == np.sqrt(counts[i].multiply(counts[i]).sum()), i
+        np.testing.assert_allclose(total, (counts[i] @ weights).ravel(), rtol=1e-12, atol=1e-12)
     assert len(words) > 1000  # most words came in small groups

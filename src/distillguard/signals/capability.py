@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import scipy.sparse as sp
 from sklearn.feature_extraction.text import HashingVectorizer
 
 from distillguard.signals.base import DistinctCache, per_distinct, prompt_of, prompt_text
@@ -54,12 +53,6 @@ _FEW = 8
 _WORDS = WordTable(VECTORIZER["ngram_range"], VECTORIZER["n_features"])
 
 
-def featurize(texts: list[str], canonical: bool = True) -> sp.csr_matrix:
-    """Exactly `vectorizer().transform([clip(t) for t in texts])`, hashing each distinct word once
-    (with `canonical=False`, the same matrix with each row's columns unsorted)."""
-    return _WORDS.features([clip(t).lower() for t in texts], canonical)
-
-
 @dataclass(frozen=True)
 class CapabilityModel:
     """Linear model over hashed n-grams; `predict_proba` returns (n, classes) calibrated probabilities."""
@@ -71,23 +64,23 @@ class CapabilityModel:
 
     @cached_property
     def _weights(self) -> np.ndarray:
-        # (n_features, classes), contiguous and float64 like the features: given `coef.T` instead,
-        # scipy copies and up-casts all 2**18 rows on every call, which is most of one prompt's cost.
+        # (n_features, classes), contiguous and float64: a word's product is the sum of the rows of
+        # its n-grams, read one row at a time.
         return np.ascontiguousarray(self.coef.T, dtype=np.float64)
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
-        logits = featurize(texts, canonical=False) @ self._weights
-        logits = (logits + self.intercept) / self.temperature
+        totals, norms = _WORDS.projections([clip(t).lower() for t in texts], self._weights)
+        # A text without n-grams has a zero row, as the vectorizer gives it.
+        rows = np.divide(totals, norms[:, None], out=np.zeros_like(totals), where=norms[:, None] > 0)
+        logits = (rows + self.intercept) / self.temperature
         logits -= logits.max(axis=1, keepdims=True)
         exp = np.exp(logits)
         return np.asarray(exp / exp.sum(axis=1, keepdims=True))
 
     def best_one(self, text: str) -> tuple[str, float]:
         """The most likely class of one text and its probability, as `predict_proba([text])` gives
-        them, without a sparse product (whose per-call set-up scales with 2**18 columns): the text's
-        normalised counts times the rows of its columns, then the softmax in Python floats, since
-        numpy's set-up per call cost more than the arithmetic on a row of seven. The gateway
-        classifies one prompt at a time."""
+        them, with the softmax in Python floats: numpy's set-up per call cost more than the
+        arithmetic on a row of seven. The gateway classifies one prompt at a time."""
         product, norm = _WORDS.projection(clip(text).lower(), self._weights)
         temperature = self.temperature
         logits = [

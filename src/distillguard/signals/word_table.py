@@ -8,20 +8,17 @@ The whole path from a text's UTF-8 bytes to its word ids is one compiled loop (n
 whitespace as `str.split()` does, look each word up in an open-addressing table keyed by its
 MurmurHash3 and checked byte for byte, and hash the n-grams of the words not seen before. At the
 gateway, where prompts come one at a time, the same call also sums the words' products with the
-model's weights. Splitting in Python and looking words up in a dictionary made one Python object
-and one or two cache misses per word, and three compiled calls a prompt: most of what a novel
-prompt's capability cost there.
+model's weights; a scan's batch takes the same call for every text. Splitting in Python and
+looking words up in a dictionary made one Python object and one or two cache misses per word, and
+three compiled calls a prompt: most of what a novel prompt's capability cost at the gateway.
 
 The table holds at most `limit` words; when a text could take it past that, it is cleared.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numba
 import numpy as np
-import scipy.sparse as sp
 
 from distillguard.signals.ngrams import _murmur3, add_word_products, padded_word_ngrams, text_product
 
@@ -138,23 +135,37 @@ def _add_texts(
 
 
 @numba.njit(cache=True, nogil=True)
-def _project_text(
-    buf: np.ndarray, table: tuple[np.ndarray, ...], weights: np.ndarray, products: np.ndarray
-) -> tuple[np.ndarray, float]:  # pragma: no cover - compiled
-    """One text's summed word products with `weights` and the L2 norm of its n-gram counts, adding its
-    unseen words; a norm of -1 when the arrays need room first."""
+def _project_texts(
+    buf: np.ndarray,
+    ends: np.ndarray,
+    first: int,
+    table: tuple[np.ndarray, ...],
+    weights: np.ndarray,
+    products: np.ndarray,
+    totals: np.ndarray,
+    norms: np.ndarray,
+) -> int:  # pragma: no cover - compiled
+    """For texts `first`.. of `buf` (text t ends at `ends[t]`): the sum of each text's word products
+    with `weights` (`totals[t]`) and the L2 norm of its n-gram counts (`norms[t]`), adding unseen
+    words. Stops before a text that needs room first; returns the next text."""
     indptr, indices, sizes = table[3], table[4], table[5]
-    most = len(buf) // 2 + 1
-    ids = np.empty(most, dtype=np.int64)
-    if sizes[_WORDS] + most > len(products):
-        return np.zeros(products.shape[1]), -1.0
-    ends, count = np.full(1, len(buf), dtype=np.int64), np.empty(1, dtype=np.int64)
-    done, n = _add_texts(buf, ends, 0, ids, 0, count, table)
-    if done == 0:
-        return np.zeros(products.shape[1]), -1.0
-    add_word_products(sizes[_PROJECTED], sizes[_WORDS], indptr, indices, weights, products)
-    sizes[_PROJECTED] = sizes[_WORDS]
-    return text_product(ids[:n], indptr, indices, products)
+    ids = np.empty(len(buf) // 2 + 1, dtype=np.int64)
+    count = np.empty(len(ends), dtype=np.int64)
+    t = first
+    while t < len(ends):
+        lo = ends[t - 1] if t > 0 else 0
+        if sizes[_WORDS] + (ends[t] - lo) // 2 + 1 > len(products):
+            break
+        done, n = _add_texts(buf, ends[: t + 1], t, ids, 0, count, table)
+        if done == t:
+            break
+        add_word_products(sizes[_PROJECTED], sizes[_WORDS], indptr, indices, weights, products)
+        sizes[_PROJECTED] = sizes[_WORDS]
+        total, norm = text_product(ids[:n], indptr, indices, products)
+        totals[t] = total
+        norms[t] = norm
+        t += 1
+    return t
 
 
 def _utf8(text: str) -> bytes:
@@ -164,8 +175,8 @@ def _utf8(text: str) -> bytes:
 
 class WordTable:
     """Distinct words and their hashed char_wb n-gram columns (`ngram_range`, `n_features`), up to
-    `limit` words. `features` gives texts' normalised count rows; `projection` one text's product
-    with a weight matrix. Texts come lower-cased and clipped already."""
+    `limit` words, and each word's product with a model's weights. `projections` gives texts'
+    products and count norms, `projection` one text's. Texts come lower-cased and clipped already."""
 
     def __init__(self, ngram_range: tuple[int, int], n_features: int, limit: int = 200_000) -> None:
         self._params = np.array([limit, ngram_range[0], ngram_range[1], n_features], dtype=np.int64)
@@ -175,7 +186,6 @@ class WordTable:
         self._indptr = np.zeros(1025, dtype=np.int64)
         self._arena = np.zeros(8192, dtype=np.uint8)
         self._indices = np.zeros(65536, dtype=np.int32)
-        self._ones = np.ones(65536)
         # Each word's counts times a model's weights, for the first `sizes[_PROJECTED]` words.
         self._weights: np.ndarray | None = None
         self._products = np.zeros((0, 0))
@@ -207,73 +217,42 @@ class WordTable:
         self._indptr = _grown(self._indptr, words + most + 1, words + 1)
         self._arena = _grown(self._arena, used + padded, used)
         self._indices = _grown(self._indices, nnz + (high - low + 1) * padded, nnz)
-        if len(self._ones) < len(self._indices):
-            self._ones = np.ones(len(self._indices))
         if len(self._products) < words + most:
             self._products = _grown(self._products, words + most, int(self._sizes[_PROJECTED]))
 
-    def _ids(self, texts: list[str]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """(word ids, words per text) for consecutive runs of `texts`; each run's ids index the table
-        as it is when the run is yielded (it may be cleared before the next)."""
+    def projections(self, texts: list[str], weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each text's hashed n-gram counts times `weights` (n_features x classes), and the counts'
+        L2 norms: the vectorizer's rows times the weights are their quotients.
+
+        Counts add over words, so a text's product is the sum of its words' products, each computed
+        once per word and kept: a text costs a gather of a few hundred small rows instead of one row
+        of the 2**18-row weights per n-gram (rarely in cache at the gateway), and a batch no sparse
+        matrix at all.
+        """
         encoded = [_utf8(t) for t in texts]
-        buf = np.frombuffer(b"".join(encoded), dtype=np.uint8)
         lengths = np.fromiter(map(len, encoded), np.int64, len(encoded))
-        ends = np.cumsum(lengths)
-        ids = np.empty(int((lengths // 2 + 1).sum()), dtype=np.int64)
-        words_per_text = np.zeros(len(texts), dtype=np.int64)
-        first = pos = 0
-        while first < len(texts):
-            stop, end = _add_texts(buf, ends, first, ids, pos, words_per_text, self._arrays())
-            if stop > first:
-                yield ids[pos:end], words_per_text[first:stop]
-            if stop < len(texts):
-                self._make_room(int(lengths[stop]))
-            first, pos = stop, end
-
-    def features(self, texts: list[str], canonical: bool = True) -> sp.csr_matrix:
-        """L2-normalised hashed counts per text. Counts are whole numbers, so sums and norms are
-        exact. `canonical` puts each row's columns in the vectorizer's order (sorted), which scoring
-        does not need: sorting was a quarter of its time."""
-        n_features = int(self._params[_N_FEATURES])
-        parts = [self._rows(ids, counts, canonical) for ids, counts in self._ids(texts)]
-        if not parts:
-            return sp.csr_matrix((0, n_features))
-        return parts[0] if len(parts) == 1 else sp.csr_matrix(sp.vstack(parts, format="csr"))
-
-    def _rows(self, ids: np.ndarray, counts: np.ndarray, canonical: bool) -> sp.csr_matrix:
-        words, nnz = len(self), int(self._sizes[_NNZ])
-        table = sp.csr_matrix(
-            (self._ones[:nnz], self._indices[:nnz], self._indptr[: words + 1]),
-            shape=(words, int(self._params[_N_FEATURES])),
-            copy=False,
-        )
-        indptr = np.concatenate(([0], np.cumsum(counts)))
-        # (texts x words) @ (words x n-grams): the product's rows hold each n-gram once already.
-        out = sp.csr_matrix((np.ones(len(ids)), ids, indptr), shape=(len(counts), words)) @ table
-        if canonical:
-            out.sum_duplicates()
-        row = np.repeat(np.arange(len(counts)), np.diff(out.indptr))
-        norms = np.sqrt(np.bincount(row, weights=out.data * out.data, minlength=len(counts)))
-        out.data /= norms[row]
-        return sp.csr_matrix(out)
+        return self._project(np.frombuffer(b"".join(encoded), dtype=np.uint8), np.cumsum(lengths), weights)
 
     def projection(self, text: str, weights: np.ndarray) -> tuple[np.ndarray, float]:
-        """One text's hashed n-gram counts times `weights` (n_features x classes), and the counts'
-        L2 norm: the vectorizer's row times the weights is their quotient.
+        """`projections([text], weights)` for one text: its product row and its norm."""
+        buf = np.frombuffer(_utf8(text), dtype=np.uint8)
+        totals, norms = self._project(buf, np.full(1, len(buf), dtype=np.int64), weights)
+        return totals[0], float(norms[0])
 
-        Counts add over words, so the product is the sum of its words' products, each computed once
-        per word and kept: a prompt costs a gather of a few hundred small rows instead of one row of
-        the 2**18-row weights per n-gram (those rows are rarely in cache at the gateway).
-        """
+    def _project(
+        self, buf: np.ndarray, ends: np.ndarray, weights: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         if self._weights is not weights:  # products of other weights: recompute them all
             self._weights, self._sizes[_PROJECTED] = weights, 0
             self._products = np.zeros((len(self._meta), weights.shape[1]))
-        buf = np.frombuffer(_utf8(text), dtype=np.uint8)
-        while True:
-            total, norm = _project_text(buf, self._arrays(), weights, self._products)
-            if norm >= 0:
-                return total, float(norm)
-            self._make_room(len(buf))
+        totals = np.zeros((len(ends), weights.shape[1]))
+        norms = np.zeros(len(ends))
+        first = 0
+        while first < len(ends):
+            first = _project_texts(buf, ends, first, self._arrays(), weights, self._products, totals, norms)
+            if first < len(ends):
+                self._make_room(int(ends[first] - (ends[first - 1] if first else 0)))
+        return totals, norms
 
 
 def _grown(a: np.ndarray, need: int, keep: int) -> np.ndarray:
