@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 
 import numpy as np
 from sklearn.feature_extraction.text import HashingVectorizer
@@ -80,3 +81,32 @@ def test_the_table_clears_at_its_limit_and_stays_exact() -> None:
     assert len(table) <= 50
     assert np.array_equal(norms, np.sqrt(np.asarray(counts.multiply(counts).sum(axis=1)).ravel()))
     np.testing.assert_allclose(totals, counts @ weights, rtol=1e-12, atol=1e-12)
+
+
+def test_threads_sharing_a_table_get_the_vectorizer_rows() -> None:
+    # The decision service scores prompts from a thread pool, and the compiled loop runs without the
+    # GIL: threads sharing one small table (cleared and grown under them) must still get exact rows.
+    rng = np.random.default_rng(8)
+    alphabet = list("abcdefghij é中")
+    texts = [
+        " ".join("".join(rng.choice(alphabet, size=int(rng.integers(1, 9)))) for _ in range(30))
+        for _ in range(400)
+    ]
+    weights = np.random.default_rng(9).normal(size=(int(VECTORIZER["n_features"]), 2))
+    counts = HashingVectorizer(**VECTORIZER, norm=None).transform(texts)
+    want_totals = counts @ weights
+    want_norms = np.sqrt(np.asarray(counts.multiply(counts).sum(axis=1)).ravel())
+    table = WordTable(VECTORIZER["ngram_range"], VECTORIZER["n_features"], limit=3000)
+    got: dict[int, tuple[np.ndarray, float]] = {}
+
+    def work(offset: int) -> None:
+        for i in range(offset, len(texts), 4):
+            got[i] = table.projection(texts[i], weights)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [got[i][1] for i in range(len(texts))] == want_norms.tolist()
+    np.testing.assert_allclose([got[i][0] for i in range(len(texts))], want_totals, rtol=1e-12, atol=1e-12)

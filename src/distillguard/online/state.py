@@ -16,6 +16,7 @@ Approximations against the batch features (measured in tests/online/test_parity.
 from __future__ import annotations
 
 import math
+import threading
 from array import array
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -283,9 +284,11 @@ def bucket_take(
 
 
 class MemoryState:
-    """In-process state for one gateway worker: plain dictionaries, no locking needed under the GIL."""
+    """In-process state for one gateway worker: plain dictionaries behind one lock (the service runs
+    `decide` in a thread pool, and an update is many steps, not one atomic dictionary operation)."""
 
     def __init__(self) -> None:
+        self._lock = threading.RLock()
         self._accounts: dict[str, AccountState] = {}
         self._links: dict[tuple[str, str], DistinctCounter] = {}
         # Each key's current distinct-account count by kind, in an array by the key's number, and
@@ -302,19 +305,21 @@ class MemoryState:
         return self._accounts.get(account_id)
 
     def update(self, account_id: str, fn: Callable[[AccountState], None]) -> AccountState:
-        st = self._accounts.get(account_id)
-        if st is None:
-            st = self._accounts[account_id] = AccountState()
-        fn(st)
-        return st
+        with self._lock:
+            st = self._accounts.get(account_id)
+            if st is None:
+                st = self._accounts[account_id] = AccountState()
+            fn(st)
+            return st
 
     def link(self, kind: str, key: str, account_id: str) -> None:
-        counter = self._links.get((kind, key))
-        if counter is None:
-            counter = self._links[(kind, key)] = DistinctCounter()
-        counter.add(account_id)
-        number = self._number(kind, key)  # first: it may grow the array
-        self._key_accounts[kind][number] = counter.count()
+        with self._lock:
+            counter = self._links.get((kind, key))
+            if counter is None:
+                counter = self._links[(kind, key)] = DistinctCounter()
+            counter.add(account_id)
+            number = self._number(kind, key)  # first: it may grow the array
+            self._key_accounts[kind][number] = counter.count()
 
     def _number(self, kind: str, key: str) -> int:
         """The key's number, given on first sight; its count reads as one account until linked."""
@@ -330,24 +335,27 @@ class MemoryState:
         return number
 
     def accounts_on(self, kind: str, account_id: str, keys: Mapping[str, int]) -> np.ndarray:
-        # An account's table only ever gains keys, at its end: number the ones not yet numbered.
-        mine = self._account_keys.get((kind, account_id))
-        if mine is None or len(mine) > len(keys):
-            mine = self._account_keys[(kind, account_id)] = array("q")
-        if len(mine) < len(keys):
-            mine.extend(self._number(kind, k) for k in islice(keys, len(mine), None))
-        if not mine:
+        if not keys:  # nothing kept for an account without keys (an unseen one, asked about)
             return np.zeros(0, dtype=np.int64)
-        return self._key_accounts[kind][np.frombuffer(mine, dtype=np.int64)]
+        with self._lock:
+            # An account's table only ever gains keys, at its end: number the ones not yet numbered.
+            mine = self._account_keys.get((kind, account_id))
+            if mine is None or len(mine) > len(keys):
+                mine = self._account_keys[(kind, account_id)] = array("q")
+            if len(mine) < len(keys):
+                mine.extend(self._number(kind, k) for k in islice(keys, len(mine), None))
+            return self._key_accounts[kind][np.frombuffer(mine, dtype=np.int64)]
 
     def first_seen(self, name: str, ts: float) -> float:
-        cur = self._first.get(name)
-        if cur is None or ts < cur:
-            self._first[name] = cur = ts
-        return cur
+        with self._lock:
+            cur = self._first.get(name)
+            if cur is None or ts < cur:
+                self._first[name] = cur = ts
+            return cur
 
     def take_token(self, key: str, per_s: float, burst: float, now: float) -> float:
-        tokens, last = self._buckets.get(key, (burst, now))
-        tokens, last, wait = bucket_take(tokens, last, per_s, burst, now)
-        self._buckets[key] = (tokens, last)
-        return wait
+        with self._lock:
+            tokens, last = self._buckets.get(key, (burst, now))
+            tokens, last, wait = bucket_take(tokens, last, per_s, burst, now)
+            self._buckets[key] = (tokens, last)
+            return wait

@@ -17,6 +17,8 @@ The table holds at most `limit` words; when a text could take it past that, it i
 
 from __future__ import annotations
 
+import threading
+
 import numba
 import numpy as np
 
@@ -179,6 +181,7 @@ class WordTable:
     products and count norms, `projection` one text's. Texts come lower-cased and clipped already."""
 
     def __init__(self, ngram_range: tuple[int, int], n_features: int, limit: int = 200_000) -> None:
+        self._lock = threading.Lock()
         self._params = np.array([limit, ngram_range[0], ngram_range[1], n_features], dtype=np.int64)
         self._sizes = np.zeros(4, dtype=np.int64)
         self._slots = np.full(1 << max(10, (2 * limit - 1).bit_length()), -1, dtype=np.int64)
@@ -242,16 +245,21 @@ class WordTable:
     def _project(
         self, buf: np.ndarray, ends: np.ndarray, weights: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        if self._weights is not weights:  # products of other weights: recompute them all
-            self._weights, self._sizes[_PROJECTED] = weights, 0
-            self._products = np.zeros((len(self._meta), weights.shape[1]))
         totals = np.zeros((len(ends), weights.shape[1]))
         norms = np.zeros(len(ends))
-        first = 0
-        while first < len(ends):
-            first = _project_texts(buf, ends, first, self._arrays(), weights, self._products, totals, norms)
-            if first < len(ends):
-                self._make_room(int(ends[first] - (ends[first - 1] if first else 0)))
+        # One caller at a time: the service's threads share the table, and the compiled loop that
+        # adds words runs without the GIL.
+        with self._lock:
+            if self._weights is not weights:  # products of other weights: recompute them all
+                self._weights, self._sizes[_PROJECTED] = weights, 0
+                self._products = np.zeros((len(self._meta), weights.shape[1]))
+            first = 0
+            while first < len(ends):
+                first = _project_texts(
+                    buf, ends, first, self._arrays(), weights, self._products, totals, norms
+                )
+                if first < len(ends):
+                    self._make_room(int(ends[first] - (ends[first - 1] if first else 0)))
         return totals, norms
 
 
