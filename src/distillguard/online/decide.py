@@ -203,8 +203,8 @@ class OnlineDetector:
         account = self.accounts.get(account_id)
         # The account table is fixed, so its features are computed once per account row (the cache
         # is no larger than the table; accounts without a row share the all-NaN features).
-        static = self._static.get(account_id, _NO_ROW) if account is not None else _NO_ROW
-        if static is _NO_ROW and account is not None:
+        static = _NO_ROW if account is None else self._static.get(account_id)
+        if static is None:
             static = self._static[account_id] = online_features.static_features(account)
         return online_features.vector(st, tpl, pfx, account, static)
 

@@ -22,7 +22,7 @@ def _rotl(x: int, r: int) -> int:  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def _murmur3(buf: np.ndarray, start: int, length: int) -> int:  # pragma: no cover - compiled
+def murmur3_32(buf: np.ndarray, start: int, length: int) -> int:  # pragma: no cover - compiled
     """MurmurHash3_x86_32 with seed 0 of `buf[start:start + length]`, as a signed 32-bit value.
     (Numba widens 32-bit integers in arithmetic, so the words are held in int64 and masked.)"""
     h = 0
@@ -73,7 +73,7 @@ def padded_word_ngrams(
         if chars < n:
             break
         for s in range(chars - n + 1):
-            h = _murmur3(buf, bounds[s], bounds[s + n] - bounds[s])
+            h = murmur3_32(buf, bounds[s], bounds[s + n] - bounds[s])
             cols[out] = abs(h) % n_features
             out += 1
     return out

@@ -22,7 +22,7 @@ import threading
 import numba
 import numpy as np
 
-from distillguard.signals.ngrams import _murmur3, add_word_products, padded_word_ngrams, text_product
+from distillguard.signals.ngrams import add_word_products, murmur3_32, padded_word_ngrams, text_product
 
 # sizes[]: words held, arena bytes used, n-gram entries, words whose products are computed
 _WORDS, _USED, _NNZ, _PROJECTED = range(4)
@@ -54,86 +54,71 @@ def space_bytes(buf: np.ndarray, p: int) -> int:  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def _add_texts(
-    buf: np.ndarray,
-    ends: np.ndarray,
-    first: int,
-    ids: np.ndarray,
-    pos: int,
-    words_per_text: np.ndarray,
-    table: tuple[np.ndarray, ...],
-) -> tuple[int, int]:  # pragma: no cover - compiled
-    """Split texts `first`.. of `buf` (text t ends at `ends[t]`) into words and write each word's id to
-    `ids` from `pos` on and each text's word count to `words_per_text`, adding unseen words. Stops
-    before a text whose worst case (every other byte a new word) might not fit in the arrays or under
-    the limit; returns (the next text, the next position in `ids`). `table` is `WordTable._arrays()`."""
+def _add_text(
+    buf: np.ndarray, lo: int, hi: int, ids: np.ndarray, bounds: np.ndarray, table: tuple[np.ndarray, ...]
+) -> int:  # pragma: no cover - compiled
+    """Split the text `buf[lo:hi]` into words and write each word's id to `ids`, adding unseen words;
+    returns the number of words, or -1 (adding nothing) when its worst case (every other byte a new
+    word) might not fit in the arrays or under the limit. `bounds` is scratch space of at least
+    `hi - lo + 3` entries; `table` is `WordTable._arrays()`."""
     slots, meta, arena, indptr, indices, sizes, params = table
     limit, low, high, n_features = params[_LIMIT], params[_LOW], params[_HIGH], params[_N_FEATURES]
     words, used, nnz = sizes[_WORDS], sizes[_USED], sizes[_NNZ]
+    most = (hi - lo) // 2 + 1
+    padded = hi - lo + 2 * most
+    if (
+        (words > 0 and words + most > limit)
+        or 2 * (words + most) > len(slots)
+        or words + most > len(meta)
+        or words + most >= len(indptr)
+        or used + padded > len(arena)
+        or nnz + (high - low + 1) * padded > len(indices)
+    ):
+        return -1
     mask = len(slots) - 1
-    bounds = np.empty(len(buf) + 3, dtype=np.int64)
-    t = first
-    while t < len(ends):
-        lo = ends[t - 1] if t > 0 else 0
-        hi = ends[t]
-        most = (hi - lo) // 2 + 1
-        padded = hi - lo + 2 * most
-        if (
-            (words > 0 and words + most > limit)
-            or 2 * (words + most) > len(slots)
-            or words + most > len(meta)
-            or words + most >= len(indptr)
-            or used + padded > len(arena)
-            or nnz + (high - low + 1) * padded > len(indices)
-            or pos + most > len(ids)
-        ):
-            break
-        count = 0
-        p = lo
-        while p < hi:
-            k = space_bytes(buf, p)
-            if k:
-                p += k
-                continue
-            s = p
-            while p < hi and space_bytes(buf, p) == 0:
-                p += 1
-            length = p - s
-            h = _murmur3(buf, s, length) & 0xFFFFFFFF
-            slot = h & mask
-            while True:
-                w = slots[slot]
-                if w == -1:
-                    break
-                if meta[w, _HASH] == h and meta[w, _LENGTH] == length:
-                    at = meta[w, _START] + 1
-                    same = True
-                    for i in range(length):
-                        if arena[at + i] != buf[s + i]:
-                            same = False
-                            break
-                    if same:
+    count = 0
+    p = lo
+    while p < hi:
+        k = space_bytes(buf, p)
+        if k:
+            p += k
+            continue
+        s = p
+        while p < hi and space_bytes(buf, p) == 0:
+            p += 1
+        length = p - s
+        h = murmur3_32(buf, s, length) & 0xFFFFFFFF
+        slot = h & mask
+        while True:
+            w = slots[slot]
+            if w == -1:
+                break
+            if meta[w, _HASH] == h and meta[w, _LENGTH] == length:
+                at = meta[w, _START] + 1
+                same = True
+                for i in range(length):
+                    if arena[at + i] != buf[s + i]:
+                        same = False
                         break
-                slot = (slot + 1) & mask
-            if w == -1:  # a new word: its padded bytes go to the arena, its n-grams to the table
-                w = words
-                meta[w, _START], meta[w, _LENGTH], meta[w, _HASH] = used, length, h
-                arena[used] = 32
-                arena[used + 1 : used + 1 + length] = buf[s:p]
-                arena[used + 1 + length] = 32
-                end = used + length + 2
-                nnz = padded_word_ngrams(arena, used, end, low, high, n_features, bounds, indices, nnz)
-                indptr[w + 1] = nnz
-                used += length + 2
-                words += 1
-                slots[slot] = w
-            ids[pos] = w
-            pos += 1
-            count += 1
-        words_per_text[t] = count
-        t += 1
+                if same:
+                    break
+            slot = (slot + 1) & mask
+        if w == -1:  # a new word: its padded bytes go to the arena, its n-grams to the table
+            w = words
+            meta[w, _START], meta[w, _LENGTH], meta[w, _HASH] = used, length, h
+            arena[used] = 32
+            arena[used + 1 : used + 1 + length] = buf[s:p]
+            arena[used + 1 + length] = 32
+            end = used + length + 2
+            nnz = padded_word_ngrams(arena, used, end, low, high, n_features, bounds, indices, nnz)
+            indptr[w + 1] = nnz
+            used += length + 2
+            words += 1
+            slots[slot] = w
+        ids[count] = w
+        count += 1
     sizes[_WORDS], sizes[_USED], sizes[_NNZ] = words, used, nnz
-    return t, pos
+    return count
 
 
 @numba.njit(cache=True, nogil=True)
@@ -151,15 +136,19 @@ def _project_texts(
     with `weights` (`totals[t]`) and the L2 norm of its n-gram counts (`norms[t]`), adding unseen
     words. Stops before a text that needs room first; returns the next text."""
     indptr, indices, sizes = table[3], table[4], table[5]
-    ids = np.empty(len(buf) // 2 + 1, dtype=np.int64)
-    count = np.empty(len(ends), dtype=np.int64)
+    longest = 0
+    for t in range(first, len(ends)):
+        longest = max(longest, ends[t] - (ends[t - 1] if t > 0 else 0))
+    # Scratch for every text, allocated once: word ids, and character bounds of a padded word.
+    ids = np.empty(longest // 2 + 1, dtype=np.int64)
+    bounds = np.empty(longest + 3, dtype=np.int64)
     t = first
     while t < len(ends):
         lo = ends[t - 1] if t > 0 else 0
         if sizes[_WORDS] + (ends[t] - lo) // 2 + 1 > len(products):
             break
-        done, n = _add_texts(buf, ends[: t + 1], t, ids, 0, count, table)
-        if done == t:
+        n = _add_text(buf, lo, ends[t], ids, bounds, table)
+        if n < 0:
             break
         add_word_products(sizes[_PROJECTED], sizes[_WORDS], indptr, indices, weights, products)
         sizes[_PROJECTED] = sizes[_WORDS]
