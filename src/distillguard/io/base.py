@@ -15,11 +15,11 @@ import ipaddress
 import math
 import re
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any, Protocol, TypeGuard
+from typing import IO, Any, Protocol, TypeGuard, runtime_checkable
 
 import orjson
 import pyarrow as pa
@@ -97,6 +97,17 @@ class Reader(Protocol):
     def read(self, path: Path, rejects: RejectSink, options: ReadOptions) -> Iterator[pa.RecordBatch]: ...
 
 
+@runtime_checkable
+class LineReader(Reader, Protocol):
+    """A format whose records are independent lines, so that runs of a file's lines can be converted
+    apart, in other processes (the pipeline's parallel ingest). `read` is `read_lines` over every
+    line of the file."""
+
+    def read_lines(
+        self, path: Path, lines: Iterable[tuple[int, bytes]], rejects: RejectSink, options: ReadOptions
+    ) -> Iterator[pa.RecordBatch]: ...
+
+
 # --- opening files -------------------------------------------------------------------------------
 
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -114,7 +125,17 @@ def open_binary(path: Path) -> IO[bytes]:
     return raw
 
 
-_STREAM_ERRORS = (EOFError, OSError, zlib.error, zstandard.ZstdError)
+def is_compressed(path: Path) -> bool:
+    """Whether `open_binary` decompresses the file (gzip or zstd magic bytes)."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(4)
+    except OSError:
+        return False
+    return head.startswith((_GZIP_MAGIC, _ZSTD_MAGIC))
+
+
+STREAM_ERRORS = (EOFError, OSError, zlib.error, zstandard.ZstdError)
 
 
 def iter_lines(path: Path, rejects: RejectSink) -> Iterator[tuple[int, bytes]]:
@@ -125,13 +146,18 @@ def iter_lines(path: Path, rejects: RejectSink) -> Iterator[tuple[int, bytes]]:
             for lineno, line in enumerate(fh, start=1):
                 if line.strip():
                     yield lineno, line
-    except _STREAM_ERRORS as exc:
+    except STREAM_ERRORS as exc:
         rejects.add(path, lineno + 1, "<file>", f"unreadable or truncated compressed stream: {exc}")
 
 
-def iter_json_lines(path: Path, rejects: RejectSink) -> Iterator[tuple[int, bytes, dict[str, Any]]]:
-    """Yield (line number, raw line, parsed object); lines that are not UTF-8 JSON objects are rejected."""
-    for lineno, line in iter_lines(path, rejects):
+def iter_json_lines(
+    path: Path, rejects: RejectSink, lines: Iterable[tuple[int, bytes]] | None = None
+) -> Iterator[tuple[int, bytes, dict[str, Any]]]:
+    """Yield (line number, raw line, parsed object); lines that are not UTF-8 JSON objects are rejected.
+
+    `lines` are the file's numbered lines (`iter_lines`), or a run of them that another process
+    read (parallel ingest); rejects still name `path` and the line."""
+    for lineno, line in iter_lines(path, rejects) if lines is None else lines:
         try:
             obj = orjson.loads(line)  # orjson validates UTF-8 itself: no second decode on the hot path
         except orjson.JSONDecodeError as exc:
@@ -172,7 +198,7 @@ def first_line(path: Path, max_bytes: int = 65_536) -> str | None:
             for line in fh:
                 if line.strip():
                     return line[:max_bytes].decode("utf-8", "replace").strip().lstrip("\ufeff")
-    except _STREAM_ERRORS:
+    except STREAM_ERRORS:
         return None
     return None
 

@@ -7,7 +7,7 @@ the key hash itself: the most specific billing principal LiteLLM records.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from distillguard.io.base import (
     event_batches_from_tuples,
     is_mapping,
     iter_json_lines,
+    iter_lines,
     resolve_client_ip,
 )
 from distillguard.io.messages import message_texts, response_text
@@ -46,11 +47,16 @@ class LiteLLMReader:
         return "standard_logging_object" in keys or {"id", "call_type", "startTime", "metadata"} <= keys
 
     def read(self, path: Path, rejects: RejectSink, options: ReadOptions) -> Iterator[pa.RecordBatch]:
+        yield from self.read_lines(path, iter_lines(path, rejects), rejects, options)
+
+    def read_lines(
+        self, path: Path, lines: Iterable[tuple[int, bytes]], rejects: RejectSink, options: ReadOptions
+    ) -> Iterator[pa.RecordBatch]:
         def convert(obj: dict[str, Any]) -> tuple[Any, ...]:
             return _event_values(obj.get("standard_logging_object", obj), options, as_time_us)
 
         yield from event_batches_from_tuples(
-            path, iter_json_lines(path, rejects), convert, rejects, options.batch_rows
+            path, iter_json_lines(path, rejects, lines), convert, rejects, options.batch_rows
         )
 
 

@@ -8,23 +8,26 @@ the batches came, with a bounded number of batches in flight so memory stays tha
 Workers are spawned, never forked: the parent holds DuckDB's and Arrow's threads, whose locks a
 forked child could inherit held. A spawned worker loads its models first (about 3 s: scikit-learn's
 import, fastText, numba's cache), so a caller starts the workers before it has work for them:
-`pipeline.prepare` starts them before ingest, which they overlap.
+`pipeline.prepare` starts them before ingest, and they convert log lines during it (`apply`).
 """
 
 from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
 from multiprocessing import get_context
 from types import TracebackType
+from typing import Any, Generic, TypeVar
 
 import pyarrow as pa
 
 from distillguard.signals import request_signals, warm_up_signals
 
 WORKERS_ENV = "DISTILLGUARD_SIGNAL_WORKERS"
+T = TypeVar("T")
 
 
 def default_workers() -> int:
@@ -59,19 +62,24 @@ class SignalWorkers:
                 self._pool.submit(int)
 
     def map(self, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        return self.apply(request_signals, ((batch,) for batch in batches))
+
+    def apply(self, fn: Callable[..., T], calls: Iterable[tuple[Any, ...]]) -> Iterator[T]:
+        """`fn(*args)` for each of `calls`, results in order. `fn` and its arguments must pickle
+        (a module-level function): the pipeline also converts runs of log lines here during ingest."""
         if self._pool is None:
-            for batch in batches:
-                yield request_signals(batch)
+            for args in calls:
+                yield fn(*args)
             return
-        # Each other process has one batch running and one queued; a batch that finds them all
+        # Each other process has one call running and one queued; a call that finds them all
         # busy (or still loading their models) is computed here, so this process works too.
         queue_limit = 2 * (self.workers - 1)
-        pending: deque[Future[pa.RecordBatch] | pa.RecordBatch] = deque()
-        for batch in batches:
+        pending: deque[Future[T] | _Done[T]] = deque()
+        for args in calls:
             if sum(isinstance(p, Future) and not p.done() for p in pending) < queue_limit:
-                pending.append(self._pool.submit(request_signals, batch))
+                pending.append(self._pool.submit(fn, *args))
             else:
-                pending.append(request_signals(batch))
+                pending.append(_Done(fn(*args)))
             while pending and (not isinstance(pending[0], Future) or pending[0].done()):
                 yield _result(pending.popleft())
         while pending:
@@ -91,5 +99,12 @@ class SignalWorkers:
         self.close()
 
 
-def _result(item: Future[pa.RecordBatch] | pa.RecordBatch) -> pa.RecordBatch:
-    return item.result() if isinstance(item, Future) else item
+@dataclass(frozen=True)
+class _Done(Generic[T]):
+    """A result computed in this process (wrapped: a result may itself be any value, a tuple say)."""
+
+    value: T
+
+
+def _result(item: Future[T] | _Done[T]) -> T:
+    return item.result() if isinstance(item, Future) else item.value
