@@ -91,3 +91,38 @@ def test_intel_folder_expands_to_its_bundles(tmp_path: Path) -> None:
     single = tmp_path / "c.json"
     single.write_text("{}")
     assert intel_files([folder, single]) == [folder / "a.json", folder / "b.json", single]
+
+
+def test_flagged_accounts_carry_their_top_traffic(scanned: ScanResult) -> None:
+    """The evidence entry of every flagged account against counts taken from the stored rows in Python."""
+    from collections import Counter
+
+    from distillguard.store import ACCOUNT_SCORES, REQUEST_SIGNALS, Store
+
+    store = Store(scanned.out_dir / "distillguard.duckdb")
+    scores = store.table(ACCOUNT_SCORES).to_pyarrow().to_pylist()
+    rows = store.events.left_join(store.table(REQUEST_SIGNALS), "request_id").to_pyarrow().to_pylist()
+    store.close()
+    templates: dict[str, Counter] = {}
+    prompts: dict[tuple[str, str], list[str]] = {}
+    agents: dict[str, Counter] = {}
+    for r in rows:
+        agents.setdefault(r["account_id"], Counter())[r["user_agent"]] += 1
+        if r["template_id"] is not None:
+            templates.setdefault(r["account_id"], Counter())[r["template_id"]] += 1
+            prompts.setdefault((r["account_id"], r["template_id"]), []).append(r["user_text"])
+
+    def top(counts: Counter) -> list[tuple[int, object]]:
+        return sorted(((-n, key) for key, n in counts.items()), key=lambda x: (x[0], str(x[1])))[:3]
+
+    flagged = [s for s in scores if s["verdict"] != "allow"]
+    assert len(flagged) > 10
+    for s in flagged:
+        evidence = next(e["evidence"] for e in json.loads(s["reasons_json"]) if e["signal"] == "evidence")
+        got = [(-t["n"], t["template_id"]) for t in evidence.get("templates", [])]
+        assert got == top(templates.get(s["account_id"], Counter())), s["account_id"]
+        for t in evidence.get("templates", []):
+            assert t["example"] == min(p for p in prompts[(s["account_id"], t["template_id"])] if p)[:240]
+        got_agents = [(-u["n"], u["user_agent"]) for u in evidence["user_agents"]]
+        assert got_agents == top(agents[s["account_id"]])
+        assert sum(p["n"] for p in evidence["ip_prefixes"]) <= sum(agents[s["account_id"]].values())
