@@ -312,8 +312,13 @@ def _edge_summaries(e: Table, membership: Mapping[str, str]) -> dict[str, list[d
     if not membership:
         return {}
     m = ibis.memtable(pa.table({"node": list(membership), "cid": list(membership.values())}))
-    j = e.join(m.rename(src="node", cid="cid"), "src").join(m.rename(dst="node", cid_dst="cid"), "dst")
-    j = j.filter(j.cid == j.cid_dst)
+    j = e.join(m.rename(src="node"), "src")
+    # The other end in the same campaign, tested as one key: joined to a second copy of the members
+    # on (dst, cid), DuckDB (which takes an in-memory table for one row) first joined the two copies
+    # on cid, every pair of members of each campaign: 7 s instead of 0.3 on `medium`. Campaign ids
+    # hold no "|", so "dst|cid" is unambiguous.
+    same = m.select(key=m.node.concat("|", m.cid))
+    j = j.filter(j.dst.concat("|", j.cid).isin(same.key))
     rank = ibis.row_number().over(group_by=[j.cid, j.kind], order_by=strongest_first(j))
     stats = j.group_by(["cid", "kind"]).aggregate(count=j.count(), mean_weight=j.weight.mean()).to_pyarrow()
     strongest = j.mutate(rank=rank).filter(lambda t: t["rank"] < _TOP)
