@@ -174,10 +174,12 @@ def _keyed_pairs(members: Table, kind: str, n_nodes: int, p: EdgeParams) -> Tabl
     full = a.join(b, [a.key == b.key, a.node < b.node]).select(src=a.node, dst=b.node, key=a.key, w=a.w)
     large = m.filter(m.n > p.full_pair_max)
     win = ibis.window(group_by="key", order_by=["t", "node"])
+    # Every neighbour in one pass over the window (one sort of the key's members, not one per neighbour).
+    ahead = large.mutate(**{f"next{j}": large.node.lead(j).over(win) for j in range(1, p.neighbours + 1)})
     chained = [
-        large.mutate(other=large.node.lead(j).over(win))
-        .filter(lambda t: t.other.notnull())
-        .select(src=ibis.least(_.node, _.other), dst=ibis.greatest(_.node, _.other), key=_.key, w=_.w)
+        ahead.filter(ahead[f"next{j}"].notnull()).select(
+            src=ibis.least(_.node, _[f"next{j}"]), dst=ibis.greatest(_.node, _[f"next{j}"]), key=_.key, w=_.w
+        )
         for j in range(1, p.neighbours + 1)
     ]
     pairs = ibis.union(full, *chained)
