@@ -34,6 +34,16 @@ def test_append_is_idempotent_on_request_id(tmp_path: Path) -> None:
     assert sorted(reopened.events.request_id.to_pyarrow().to_pylist()) == ["a", "b", "c", "d"]
 
 
+def test_append_keeps_the_first_of_each_request_id(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.duckdb")
+    assert store.append_events([_events(["a", "b"])]) == 2  # a: acct-0, b: acct-1
+    # b again (now acct-0), then e twice in one file: acct-1 first, acct-0 second; across batches too.
+    assert store.append_events([_events(["b", "e"]), _events(["x", "x", "e"])]) == 2
+    kept = {r["request_id"]: r["account_id"] for r in store.events.to_pyarrow().to_pylist()}
+    assert kept == {"a": "acct-0", "b": "acct-1", "e": "acct-1", "x": "acct-0"}
+    assert store.count_events() == 4
+
+
 def test_upsert_accounts_newest_file_wins(tmp_path: Path) -> None:
     store = Store(tmp_path / "s.duckdb")
 
