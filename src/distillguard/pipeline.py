@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -121,32 +119,18 @@ def file_events(
     # on every worker process and this one, which also stores the batches (see io/blocks.py).
     with tempfile.TemporaryDirectory(prefix="distillguard-ingest-") as spill:
         blocks = iter_blocks(path, Path(spill))
-        for out, rejected in workers.apply(read_block, ((name, b, options, spill) for b in blocks)):
+        for batches, rejected in workers.apply(read_block, ((name, b, options) for b in blocks)):
             rejects.rejects.extend(rejected)
-            if out is not None:
-                with pa.OSFile(out) as src:
-                    table = pa.ipc.open_file(src).read_all()
-                Path(out).unlink()
-                yield from table.to_batches()
+            yield from batches
 
 
-def read_block(
-    fmt: str, block: LineBlock, options: ReadOptions, out_dir: str
-) -> tuple[str | None, list[Reject]]:
-    """Convert a block of one log's lines; returns its events (kept as `file_events` keeps them),
-    written as an Arrow file in `out_dir` (None if there are none), and its rejects. A file, since
-    tens of megabytes through a pipe cost the receiving process more than the writing and reading."""
+def read_block(fmt: str, block: LineBlock, options: ReadOptions) -> tuple[list[pa.RecordBatch], list[Reject]]:
+    """The events (kept as `file_events` keeps them) and rejects of a block of one log's lines."""
     reader = READERS[fmt]
     assert isinstance(reader, LineReader)
     sink = RejectSink()
     batches = [_kept(options, b) for b in reader.read_lines(block.log, block.lines(sink), sink, options)]
-    if not batches:
-        return None, sink.rejects
-    out = os.path.join(out_dir, f"{uuid.uuid4().hex}.arrow")
-    with pa.OSFile(out, "wb") as sinkfile, pa.ipc.new_file(sinkfile, batches[0].schema) as writer:
-        for batch in batches:
-            writer.write_batch(batch)
-    return out, sink.rejects
+    return batches, sink.rejects
 
 
 def _kept(options: ReadOptions, batch: pa.RecordBatch) -> pa.RecordBatch:

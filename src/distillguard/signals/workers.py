@@ -14,6 +14,9 @@ import, fastText, numba's cache), so a caller starts the workers before it has w
 from __future__ import annotations
 
 import os
+import pickle
+import tempfile
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -52,7 +55,9 @@ class SignalWorkers:
     def __init__(self, workers: int) -> None:
         self.workers = workers
         self._pool: ProcessPoolExecutor | None = None
+        self._spill: tempfile.TemporaryDirectory[str] | None = None
         if workers > 1:
+            self._spill = tempfile.TemporaryDirectory(prefix="distillguard-workers-")
             self._pool = ProcessPoolExecutor(
                 workers - 1, mp_context=get_context("spawn"), initializer=warm_up_signals
             )
@@ -74,10 +79,10 @@ class SignalWorkers:
         # Each other process has one call running and one queued; a call that finds them all
         # busy (or still loading their models) is computed here, so this process works too.
         queue_limit = 2 * (self.workers - 1)
-        pending: deque[Future[T] | _Done[T]] = deque()
+        pending: deque[Future[str] | _Done[T]] = deque()
         for args in calls:
             if sum(isinstance(p, Future) and not p.done() for p in pending) < queue_limit:
-                pending.append(self._pool.submit(fn, *args))
+                pending.append(self._pool.submit(_via_files, fn, _spilled(args, self._spill_dir())))
             else:
                 pending.append(_Done(fn(*args)))
             while pending and (not isinstance(pending[0], Future) or pending[0].done()):
@@ -85,10 +90,17 @@ class SignalWorkers:
         while pending:
             yield _result(pending.popleft())
 
+    def _spill_dir(self) -> str:
+        assert self._spill is not None
+        return self._spill.name
+
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
+        if self._spill is not None:
+            self._spill.cleanup()
+            self._spill = None
 
     def __enter__(self) -> SignalWorkers:
         return self
@@ -106,5 +118,30 @@ class _Done(Generic[T]):
     value: T
 
 
-def _result(item: Future[T] | _Done[T]) -> T:
-    return item.result() if isinstance(item, Future) else item.value
+# Arguments and results cross to and from the other processes as files, and only their paths
+# through the pool's pipes. A process receiving megabytes through a pipe needs its GIL back for every
+# 64 KiB, and this one, computing calls itself meanwhile, gives it back only every few milliseconds:
+# a worker's 20 MB result reached it 2.5 s after it was ready, and the worker waited as long for work.
+
+
+def _spilled(value: Any, folder: str) -> str:
+    path = os.path.join(folder, f"{uuid.uuid4().hex}.pickle")
+    with open(path, "wb") as fh:
+        pickle.dump(value, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    return path
+
+
+def _unspilled(path: str) -> Any:
+    with open(path, "rb") as fh:
+        value = pickle.load(fh)
+    os.unlink(path)
+    return value
+
+
+def _via_files(fn: Callable[..., Any], args_path: str) -> str:
+    """In a worker: `fn` of the arguments pickled at `args_path`; returns where its result is."""
+    return _spilled(fn(*_unspilled(args_path)), os.path.dirname(args_path))
+
+
+def _result(item: Future[str] | _Done[T]) -> T:
+    return _unspilled(item.result()) if isinstance(item, Future) else item.value
