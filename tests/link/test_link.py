@@ -321,3 +321,33 @@ def test_engine_ties_read_only_the_suspicious_neighbourhood() -> None:
     assert sorted(source.nodes[in_graph].tolist()) == ["s1", "s2", "s3", "u"]
     read = {nodes[i] for i in np.concatenate([ties.a, ties.b])}
     assert read == {"s1", "s2", "s3", "u", "v"}  # never far1, far2
+
+
+def test_edge_examples_are_keys_both_ends_share(linked: tuple[World, Store, pa.Table, LinkResult]) -> None:
+    """The example key looked up for an edge of a request-keyed kind, against every key of that kind
+    both ends share, computed from the stored rows in Python."""
+    from distillguard.link.edges import EVENT_KEYS, EdgeParams, _activity, _members, shared_key_examples
+
+    _, store, edges, result = linked
+    signals = store.con.table("request_signals")
+    wanted = edges.filter(pa.compute.is_in(edges["kind"], pa.array(list(EVENT_KEYS))))
+    got = shared_key_examples(store.events, signals, wanted)
+    p = EdgeParams()
+    acts = _activity(store.events, signals, p)
+    limit = max(2, int(p.max_key_share * acts.node.nunique().execute()))
+    for kind, key in EVENT_KEYS.items():
+        members = _members(acts, key(acts, p)).select("key", "node").to_pyarrow().to_pylist()
+        keys_of: dict[str, set[str]] = {}
+        size: dict[str, int] = {}
+        for m in members:
+            keys_of.setdefault(m["node"], set()).add(m["key"])
+            size[m["key"]] = size.get(m["key"], 0) + 1
+        rows = [r for r in wanted.to_pylist() if r["kind"] == kind]
+        assert rows, kind
+        for r in rows:
+            shared = {k for k in keys_of[r["src"]] & keys_of[r["dst"]] if size[k] <= limit}
+            assert got[(r["src"], r["dst"], kind)] == min(shared)
+            assert json.loads(r["evidence"])["shared_keys"] >= 1
+    # Campaign summaries carry the example in their edges' evidence.
+    shown = [x for c in result.campaigns for e in c.edges for x in e["examples"] if e["kind"] in EVENT_KEYS]
+    assert shown and all("example" in x["evidence"] for x in shown)

@@ -33,7 +33,7 @@ from distillguard.link.communities import (
     lift_ties,
     suspicious_subgraph,
 )
-from distillguard.link.edges import EdgeParams, event_nodes, split_node, strongest_first
+from distillguard.link.edges import EdgeParams, event_nodes, shared_key_examples, split_node, strongest_first
 from distillguard.schema import CAPABILITIES
 from distillguard.store import scratch
 
@@ -174,7 +174,7 @@ def find_campaigns(
             lift_full=lift_full,
             pair_cap=pair_cap,
         )
-        summaries = _edge_summaries(edges, membership)
+        summaries = _edge_summaries(edges, membership, events, signals, router_min_end_users)
     for c in campaigns:
         c.edges = summaries.get(c.id, [])
 
@@ -305,8 +305,15 @@ def _assignments(
     )
 
 
-def _edge_summaries(e: Table, membership: Mapping[str, str]) -> dict[str, list[dict[str, Any]]]:
-    """Per campaign and edge kind inside it: how many edges, their mean weight, the strongest few.
+def _edge_summaries(
+    e: Table,
+    membership: Mapping[str, str],
+    events: Table | None,
+    signals: Table | None,
+    router_min_end_users: int,
+) -> dict[str, list[dict[str, Any]]]:
+    """Per campaign and edge kind inside it: how many edges, their mean weight, the strongest few,
+    each with an example of the keys its ends share (given the events and signals).
 
     One pass in the engine that holds the edges, for all campaigns: at scale there are millions."""
     if not membership:
@@ -323,15 +330,17 @@ def _edge_summaries(e: Table, membership: Mapping[str, str]) -> dict[str, list[d
     stats = j.group_by(["cid", "kind"]).aggregate(count=j.count(), mean_weight=j.weight.mean()).to_pyarrow()
     strongest = j.mutate(rank=rank).filter(lambda t: t["rank"] < _TOP)
     top = strongest.order_by(["cid", "kind", "rank"]).to_pyarrow()
+    keys: dict[tuple[str, str, str], str] = {}
+    if events is not None and signals is not None:
+        keys = shared_key_examples(events, signals, top, router_min_end_users=router_min_end_users)
     examples: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in top.select(["cid", "kind", "src", "dst", "weight", "evidence"]).to_pylist():
+        evidence = orjson.loads(r["evidence"])
+        example = keys.get((r["src"], r["dst"], r["kind"]))
+        if example is not None:
+            evidence["example"] = example
         examples[(r["cid"], r["kind"])].append(
-            {
-                "src": r["src"],
-                "dst": r["dst"],
-                "weight": round(r["weight"], 4),
-                "evidence": orjson.loads(r["evidence"]),
-            }
+            {"src": r["src"], "dst": r["dst"], "weight": round(r["weight"], 4), "evidence": evidence}
         )
     out: dict[str, list[dict[str, Any]]] = defaultdict(list)
     rows = sorted(stats.to_pylist(), key=lambda r: (r["cid"], -r["count"], r["kind"]))
