@@ -50,3 +50,28 @@ def test_same_answer_as_fast_langdetects_own_detect() -> None:
             assert detect_language(text) is None
             continue
         assert detect_language(text) == reference.detect(head, model="lite")[0]["lang"], text
+
+
+def test_batch_keyed_by_head_equals_each_prompt() -> None:
+    """The batch signal detects once per distinct head; every row still gets its own prompt's answer."""
+    import pyarrow as pa
+
+    from distillguard.signals.corpora import sharegpt_prompts
+    from distillguard.signals.language import LanguageSignal
+
+    prompts = sharegpt_prompts(limit=300)
+    # Shared heads with different tails, heads cut inside a multi-byte character, short and empty text.
+    wrapper = "Réponds en détail, étape par étape, à la question suivante. " * 4
+    texts = [*prompts, *(wrapper + p for p in prompts[:50]), "日本語の文章" * 60, "x", "", None]
+    batch = pa.RecordBatch.from_pydict(
+        {
+            "user_text": pa.array(texts, pa.string()),
+            "system_prompt": pa.nulls(len(texts), pa.string()),
+            "content_present": [t is not None for t in texts],
+        }
+    )
+    got = LanguageSignal().transform(batch).column("language").to_pylist()
+    assert got == [detect_language(t) for t in texts]
+    assert [
+        LanguageSignal().row({"user_text": t, "content_present": t is not None})["language"] for t in texts
+    ] == got
