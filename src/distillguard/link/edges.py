@@ -174,7 +174,11 @@ def shared_key_examples(
         w, a, b = ibis.memtable(wanted), m.view(), m.view()
         shared = w.join(a, w.src == a.node).join(b, [w.dst == b.node, a.key == b.key])
         shared = shared.select(src=w.src, dst=w.dst, key=a.key)
-        every = _members(acts, key(acts, p))
+        # A key's size counts every node on it, so all requests are read, but only those whose
+        # first key part (address, network and client, template) the ends have at all.
+        lead = near.select(part=key(near, p)[0].cast("string")).distinct()
+        some = acts.filter(key(acts, p)[0].cast("string").isin(lead.part))
+        every = _members(some, key(some, p))
         every = every.filter(every.key.isin(shared.key))
         sizes = every.group_by("key").aggregate(n=every.node.count())
         kept = shared.join(sizes.filter(sizes.n <= limit), "key")
