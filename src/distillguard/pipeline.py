@@ -30,7 +30,7 @@ from distillguard.context import CrossAccountContext
 from distillguard.features import FEATURES, account_features, request_table
 from distillguard.io import READERS, ReadOptions, RejectSink, detect_format, read_events
 from distillguard.io.base import LineReader, Reject
-from distillguard.io.blocks import LineBlock, iter_blocks
+from distillguard.io.blocks import LineBlock, iter_blocks, renumbered
 from distillguard.labels import apply_labels, read_labels
 from distillguard.link import LinkResult, edge_table, find_campaigns
 from distillguard.policy import Policy
@@ -119,18 +119,24 @@ def file_events(
     # on every worker process and this one, which also stores the batches (see io/blocks.py).
     with tempfile.TemporaryDirectory(prefix="distillguard-ingest-") as spill:
         blocks = iter_blocks(path, Path(spill))
-        for batches, rejected in workers.apply(read_block, ((name, b, options) for b in blocks)):
-            rejects.rejects.extend(rejected)
+        lines_before = 0
+        for batches, rejected, lines in workers.apply(read_block, ((name, b, options) for b in blocks)):
+            rejects.rejects.extend(renumbered(rejected, lines_before))
+            lines_before += lines
             yield from batches
 
 
-def read_block(fmt: str, block: LineBlock, options: ReadOptions) -> tuple[list[pa.RecordBatch], list[Reject]]:
-    """The events (kept as `file_events` keeps them) and rejects of a block of one log's lines."""
+def read_block(
+    fmt: str, block: LineBlock, options: ReadOptions
+) -> tuple[list[pa.RecordBatch], list[Reject], int]:
+    """The events (kept as `file_events` keeps them) and rejects (line numbers within the block) of a
+    block of one log's lines, and how many lines it held."""
     reader = READERS[fmt]
     assert isinstance(reader, LineReader)
     sink = RejectSink()
-    batches = [_kept(options, b) for b in reader.read_lines(block.log, block.lines(sink), sink, options)]
-    return batches, sink.rejects
+    lines, count = block.lines(sink)
+    batches = [_kept(options, b) for b in reader.read_lines(block.log, lines, sink, options)]
+    return batches, sink.rejects, count
 
 
 def _kept(options: ReadOptions, batch: pa.RecordBatch) -> pa.RecordBatch:

@@ -69,13 +69,18 @@ def test_blocks_on_workers_equal_one_process(
     assert ("<file>" in {r.field for r in want_rejects}) == (kind == "truncated-gzip")
 
 
-def test_blocks_cover_every_line_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("block_bytes", [1, 13, 1000, 10**6])
+def test_blocks_cover_every_line_once(tmp_path: Path, block_bytes: int) -> None:
     body = b"".join(b'{"n": %d}\n' % i + (b"\n" if i % 3 == 0 else b"") for i in range(2000))
     path = tmp_path / "x.jsonl"
     long = b'{"pad": "' + b"x" * 5000 + b'"}\n'  # longer than a block
     path.write_bytes(body[:7000] + long + long + body[7000:] + b'{"n": "last"}')
     sink = RejectSink()
-    lines = [line for block in iter_blocks(path, tmp_path, 1000) for line in block.lines(sink)]
+    lines, before = [], 0
+    for block in iter_blocks(path, tmp_path, block_bytes):
+        numbered, count = block.lines(sink)
+        lines += [(before + n, line) for n, line in numbered]
+        before += count
     with path.open("rb") as fh:
         want = [(n, line) for n, line in enumerate(fh, start=1) if line.strip()]
     assert lines == want and not sink.rejects

@@ -13,76 +13,82 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from distillguard.io.base import STREAM_ERRORS, RejectSink, is_compressed, open_binary
+from distillguard.io.base import STREAM_ERRORS, Reject, RejectSink, is_compressed, open_binary
 
 BLOCK_BYTES = 16 * 2**20
 
 
 @dataclass(frozen=True)
 class LineBlock:
-    """Consecutive lines of `log`, held in `source` at `offset` (the log itself, or a spill file)."""
+    """Consecutive lines of `log`, held in `source` at `offset` (the log itself, or a spill file).
+
+    A block does not know the number of its first line (finding it would mean reading the file
+    twice): its lines are numbered from 1, and whoever reads the blocks in order adds the lines of
+    those before (`renumbered`)."""
 
     log: Path  # the file the lines come from, named in rejects
     source: Path
     offset: int
     length: int
-    first_line: int  # 1-based number in `log` of the block's first line
-    length_in_lines: int
     # A compressed stream that broke after the block's lines: a reject after theirs, as `iter_lines` adds it.
     broken: str | None = None
 
-    def lines(self, rejects: RejectSink) -> Iterator[tuple[int, bytes]]:
-        """(line number, raw line) for the block's non-blank lines, as `iter_lines` gives them; a
-        spill file is deleted once read."""
-        yield from self._lines()
-        if self.broken is not None:
-            rejects.add(self.log, self.first_line + self.length_in_lines, "<file>", self.broken)
-
-    def _lines(self) -> Iterator[tuple[int, bytes]]:
-        if not self.length:
-            return
-        with self.source.open("rb") as fh:
-            fh.seek(self.offset)
-            data = fh.read(self.length)
-        if self.source != self.log:
-            self.source.unlink(missing_ok=True)
+    def lines(self, rejects: RejectSink) -> tuple[list[tuple[int, bytes]], int]:
+        """The block's non-blank lines (number in the block, raw line, as `iter_lines` gives them) and
+        how many lines it holds, blank ones included; a spill file is deleted once read."""
+        data = b""
+        if self.length:
+            with self.source.open("rb") as fh:
+                fh.seek(self.offset)
+                data = fh.read(self.length)
+            if self.source != self.log:
+                self.source.unlink(missing_ok=True)
         pieces = data.split(b"\n")
-        last = len(pieces) - 1
-        for i, piece in enumerate(pieces):
-            line = piece if i == last else piece + b"\n"  # a file's lines keep their newline
-            if line.strip():
-                yield self.first_line + i, line
+        count = len(pieces) - (pieces[-1] == b"")  # the piece after a final newline is no line
+        numbered = [
+            (i, piece + b"\n" if i < len(pieces) else piece)  # a file's lines keep their newline
+            for i, piece in enumerate(pieces, start=1)
+            if piece.strip()
+        ]
+        if self.broken is not None:
+            rejects.add(self.log, count + 1, "<file>", self.broken)
+        return numbered, count
+
+
+def renumbered(rejects: list[Reject], lines_before: int) -> list[Reject]:
+    """A block's rejects with file line numbers, given the lines of the blocks before it."""
+    return [replace(r, line=r.line + lines_before) for r in rejects]
 
 
 def iter_blocks(path: Path, spill_dir: Path, block_bytes: int | None = None) -> Iterator[LineBlock]:
     """The file's lines in blocks of about `block_bytes` (default `BLOCK_BYTES`). A plain file's
-    blocks are regions of it; a compressed file's text is spilled to `spill_dir`, a file per block.
-    A broken compressed stream ends the last block, whose `lines` reject it after the lines read
-    before it, as `iter_lines` does."""
+    blocks are regions of it, found without reading it; a compressed file's text is spilled to
+    `spill_dir`, a file per block. A broken compressed stream ends the last block, whose `lines`
+    reject it after the lines read before it, as `iter_lines` does."""
     block_bytes = block_bytes or BLOCK_BYTES
     if not is_compressed(path):
         yield from _regions(path, block_bytes)
         return
     held: list[bytes] = []
-    first, size, lineno = 1, 0, 0
+    size = 0
 
     def block(broken: str | None = None) -> LineBlock:
         spill = spill_dir / f"{uuid.uuid4().hex}.jsonl"
         spill.write_bytes(b"".join(held))
         held.clear()
-        return LineBlock(path, spill, 0, size, first, lineno + 1 - first, broken)
+        return LineBlock(path, spill, 0, size, broken)
 
     try:
         with open_binary(path) as fh:
-            for lineno, line in enumerate(fh, start=1):
+            for line in fh:
                 size += len(line)
                 held.append(line)
                 if size >= block_bytes:
                     yield block()
-                    first, size = lineno + 1, 0
+                    size = 0
     except STREAM_ERRORS as exc:
         yield block(f"unreadable or truncated compressed stream: {exc}")
         return
@@ -91,18 +97,13 @@ def iter_blocks(path: Path, spill_dir: Path, block_bytes: int | None = None) -> 
 
 
 def _regions(path: Path, block_bytes: int) -> Iterator[LineBlock]:
-    """A plain file's blocks: regions ending at a newline (or the end), lines counted in C."""
-    first, offset, want = 1, 0, block_bytes
+    """A plain file's blocks: regions ending at the end of a line (or of the file)."""
+    size = path.stat().st_size
+    offset = 0
     with path.open("rb") as fh:
-        while True:
-            fh.seek(offset)
-            data = fh.read(want)
-            if not data:
-                return
-            cut = data.rfind(b"\n") + 1 if len(data) == want else len(data)  # at the end: the rest
-            if cut == 0:  # one line longer than a block: read more of it
-                want *= 2
-                continue
-            lines = data.count(b"\n", 0, cut) + (data[cut - 1] != ord("\n"))
-            yield LineBlock(path, path, offset, cut, first, lines)
-            first, offset, want = first + lines, offset + cut, block_bytes
+        while offset < size:
+            fh.seek(min(offset + block_bytes, size) - 1)  # the block's last byte, then the rest of its line
+            fh.readline()
+            end = fh.tell()
+            yield LineBlock(path, path, offset, end - offset)
+            offset = end
