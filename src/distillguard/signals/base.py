@@ -49,9 +49,9 @@ def per_distinct(values: pa.Array, fn: Callable[[list[Any]], list[Any]], out_typ
     Prompts, IPs and user agents repeat heavily in gateway logs, so row-wise Python work is paid per
     distinct value only.
     """
-    distinct = pc.unique(values)
-    results = pa.array(fn(distinct.to_pylist()), type=out_type)
-    return results.take(pc.index_in(values, value_set=distinct))
+    encoded = pc.dictionary_encode(values, null_encoding="encode")  # one hashing pass for both
+    results = pa.array(fn(encoded.dictionary.to_pylist()), type=out_type)
+    return results.take(encoded.indices)
 
 
 _SEED = 20260401
