@@ -96,7 +96,7 @@ def ingest(
 ) -> int:
     """Append the events of every file; returns rows added (0 for files already ingested). Response
     text is stored only with `options.keep_responses`. With `workers`, the lines of a line-oriented
-    format (LiteLLM JSON lines) are converted in runs on every worker process and this one."""
+    format (LiteLLM JSON lines) are converted in blocks on every worker process and this one."""
     added = 0
     with progress() as bar:
         task = bar.add_task("ingest", total=len(paths))
