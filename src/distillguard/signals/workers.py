@@ -71,7 +71,7 @@ class SignalWorkers:
 
     def apply(self, fn: Callable[..., T], calls: Iterable[tuple[Any, ...]]) -> Iterator[T]:
         """`fn(*args)` for each of `calls`, results in order. `fn` and its arguments must pickle
-        (a module-level function): the pipeline also converts runs of log lines here during ingest."""
+        (a module-level function): the pipeline also converts blocks of log lines here during ingest."""
         if self._pool is None:
             for args in calls:
                 yield fn(*args)
