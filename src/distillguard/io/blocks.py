@@ -6,7 +6,7 @@ tens of megabytes down a pipe, or receives them, needs its GIL back for every 64
 carries, and a parent busy converting lines itself hands it back only every few milliseconds (a
 worker's 20 MB result reached the parent 2.5 s after it was ready). A worker gets a `LineBlock`
 instead: where the lines lie (a region of the log itself, or of a spill file holding a compressed
-log's text) and the number of the first, and it reads them itself.
+log's text), and it reads them itself.
 """
 
 from __future__ import annotations

@@ -72,6 +72,10 @@ class EdgeParams:
     max_key_share: float = 0.25
     min_weight: float = 0.02
 
+    def most_key_nodes(self, n_nodes: int) -> int:
+        """The most nodes a key may have and still link them (`max_key_share` of all, at least 2)."""
+        return max(2, int(self.max_key_share * n_nodes))
+
 
 def event_nodes(events: Table, router_min_end_users: int = EdgeParams.router_min_end_users) -> Table:
     """Events with a `node` column: the account, or account#end_user for router accounts."""
@@ -107,7 +111,7 @@ def edge_table(events: Table, signals: Table, accounts: Table, **params: float) 
     and reads back only the ties around suspicious accounts (`link.communities.EngineTies`)."""
     p = EdgeParams(**params)  # type: ignore[arg-type]
     acts = _activity(events, signals, p)
-    n_nodes = max(int(acts.node.nunique().execute()), 2)
+    n_nodes = _node_count(acts)
 
     parts = [
         *(
@@ -143,6 +147,10 @@ EVENT_KEYS: dict[str, Callable[[Table, EdgeParams], list[ibis.Value]]] = {
 }
 
 
+def _node_count(acts: Table) -> int:
+    return max(int(acts.node.nunique().execute()), 2)
+
+
 def _activity(events: Table, signals: Table, p: EdgeParams) -> Table:
     """Per request: its node, epoch seconds and the signal columns the keys are made of."""
     ev = event_nodes(events, p.router_min_end_users)
@@ -167,7 +175,7 @@ def shared_key_examples(
         if not wanted.num_rows:
             continue
         if limit is None:
-            limit = max(2, int(p.max_key_share * max(int(acts.node.nunique().execute()), 2)))
+            limit = p.most_key_nodes(_node_count(acts))
         ends = pa.concat_arrays([wanted["src"].combine_chunks(), wanted["dst"].combine_chunks()]).unique()
         near = acts.filter(acts.node.isin(ibis.memtable(pa.table({"node": ends})).node))
         m = _members(near, key(near, p))
@@ -212,7 +220,7 @@ def _keyed_pairs(members: Table, kind: str, n_nodes: int, p: EdgeParams, with_ex
     """Node pairs sharing keys: IDF of the shared keys over the geometric mean of the nodes' key counts.
     The evidence is the number of keys and, `with_example`, the smallest of them."""
     sizes = members.group_by("key").aggregate(n=members.node.count())
-    sizes = sizes.filter((sizes.n >= 2) & (sizes.n <= max(2, int(p.max_key_share * n_nodes))))
+    sizes = sizes.filter((sizes.n >= 2) & (sizes.n <= p.most_key_nodes(n_nodes)))
     sizes = sizes.mutate(w=_idf(sizes.n, n_nodes))
     m = members.join(sizes, "key")
     # Normalised by how many keys each node has at all (kept or not), so common keys stay cheap.
@@ -295,7 +303,7 @@ def _burst_pairs(accounts: Table, n_nodes: int, p: EdgeParams) -> Table:
     )
     acc = acc.select(domain=acc.email_domain.lower(), node=acc.account_id, t=acc.created_at.epoch_seconds())
     sizes = acc.group_by("domain").aggregate(n=acc.node.count())
-    sizes = sizes.filter(sizes.n <= max(2, int(p.max_key_share * n_nodes)))
+    sizes = sizes.filter(sizes.n <= p.most_key_nodes(n_nodes))
     acc = acc.join(sizes, "domain")
     win = ibis.window(group_by="domain", order_by=["t", "node"])
     chained = [
