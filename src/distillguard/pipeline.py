@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,13 @@ from distillguard.policy import Policy
 from distillguard.report import write_report
 from distillguard.schema import REQUEST_SIGNAL_SCHEMA, VERDICTS
 from distillguard.score import DEFAULT_MODEL, RiskModel, feature_matrix
-from distillguard.signals import SIGNAL_INPUTS
+from distillguard.signals import (
+    PROMPT_INPUTS,
+    SIGNAL_INPUTS,
+    event_signals,
+    prompt_signal_schema,
+    prompt_signals,
+)
 from distillguard.signals.workers import SignalWorkers, default_workers
 from distillguard.store import (
     ACCOUNT_EDGES,
@@ -160,7 +166,11 @@ def compute_request_signals(
 ) -> int:
     """Signals for stored events that have none yet; returns rows computed. `workers` computes
     them in other processes (started by the caller, so their start-up overlaps its other work);
-    without, in this one."""
+    without, in this one.
+
+    The prompt signals are computed once per distinct prompt, then joined to the events in the
+    engine, and the other signals per event: the events' text is neither read out of the store nor
+    sent to a worker process, and no prompt is computed twice in two processes."""
     if isinstance(store, EngineStages):
         return store.compute_request_signals()
     if not isinstance(store, Store):
@@ -171,24 +181,61 @@ def compute_request_signals(
         con.create_table(REQUEST_SIGNALS, schema=ibis.Schema.from_pyarrow(REQUEST_SIGNAL_SCHEMA))
     todo = store.events.select(*SIGNAL_INPUTS).anti_join(con.table(REQUEST_SIGNALS), "request_id")
     total = int(todo.count().execute())
-    done = 0
-    # The anti-join is streamed through a cursor of its own: on the connection that inserts, DuckDB
-    # closes a pending result at the next query, which ended the stream after its first batch and
-    # left every later event without signals.
-    result = con.con.cursor().execute(str(con.compile(todo)))
+    if not total:
+        return 0
+    workers = workers or SignalWorkers(1)
+    # The prompt as the prompt signals see it (`signals.base.prompt_text`): none without logged
+    # content or without user text, and then no system prompt either.
+    user = ibis.ifelse(todo.content_present, todo.user_text, ibis.null(str))
+    system = ibis.ifelse(user.notnull(), todo.system_prompt, ibis.null(str))
+    todo = todo.mutate(user_text=user, system_prompt=system)
+    distinct = todo.select("system_prompt", "user_text").distinct()
+    prompts = distinct.mutate(content_present=distinct.user_text.notnull()).select(*PROMPT_INPUTS)
+    with store.scratch_table(_prompt_table_schema()) as (by_prompt, known):
+        with progress() as bar:
+            task = bar.add_task("signals: prompts", total=int(prompts.count().execute()))
+            batches = ((b,) for b in stream(store, prompts, batch_rows))
+            for out in workers.apply(_with_prompt_signals, batches):
+                store.append_arrow(by_prompt, pa.Table.from_batches([out]))
+                bar.advance(task, out.num_rows)
+        same = [todo[c].identical_to(known[c]) for c in ("system_prompt", "user_text")]
+        inputs = [c for c in SIGNAL_INPUTS if c not in PROMPT_INPUTS]
+        rows = todo.left_join(known, same).select(*inputs, *prompt_signal_schema().names)
+        done = 0
+        with progress() as bar:
+            task = bar.add_task("signals", total=total)
+            for out in workers.apply(event_signals, ((b,) for b in stream(store, rows, 10 * batch_rows))):
+                store.append_arrow(REQUEST_SIGNALS, pa.Table.from_batches([out]))
+                done += out.num_rows
+                bar.update(task, completed=done)
+    return done
+
+
+@cache
+def _prompt_table_schema() -> pa.Schema:
+    """A prompt (as the prompt signals see it) and its prompt signals."""
+    prompt = [pa.field("system_prompt", pa.string()), pa.field("user_text", pa.string())]
+    return pa.schema([*prompt, *prompt_signal_schema()])
+
+
+def _with_prompt_signals(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """A batch of prompts (`PROMPT_INPUTS`) with their prompt signals: `_prompt_table_schema` rows."""
+    found = prompt_signals(batch)
+    columns = [batch.column("system_prompt"), batch.column("user_text"), *found.columns]
+    return pa.RecordBatch.from_arrays(columns, schema=_prompt_table_schema())
+
+
+def stream(store: Store, expr: ibis.Table, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """The expression's rows in batches of `batch_rows`, read through a cursor of its own: on the
+    connection that inserts, DuckDB closes a pending result at the next query, which ended a stream
+    after its first batch and left every later event without signals."""
+    result = store.con.con.cursor().execute(str(store.con.compile(expr)))
     # `to_arrow_reader` in recent DuckDB, where `fetch_record_batch` is deprecated; older ones lack it.
-    reader = (
+    yield from (
         result.to_arrow_reader(batch_rows)
         if hasattr(result, "to_arrow_reader")
         else result.fetch_record_batch(batch_rows)
     )
-    with progress() as bar:
-        task = bar.add_task("signals", total=total)
-        for out in (workers or SignalWorkers(1)).map(reader):
-            store.append_arrow(REQUEST_SIGNALS, pa.Table.from_batches([out]))
-            done += out.num_rows
-            bar.update(task, completed=done)
-    return done
 
 
 def enriched_accounts(store: EventStore) -> ibis.Table:

@@ -27,6 +27,7 @@ EVENTS = "events"
 ACCOUNTS = "accounts"
 # Tables the pipeline derives from events, in the order its stages write them.
 REQUEST_SIGNALS = "request_signals"
+_SCRATCH = "dg_scratch"  # the attached in-memory database of `Store.scratch_table`
 ACCOUNT_FEATURES = "account_features"
 ACCOUNT_EDGES = "account_edges"
 ACCOUNT_SCORES = "account_scores"
@@ -211,9 +212,28 @@ class Store:
             raw.unregister(view)
 
     def append_arrow(self, name: str, table: pa.Table) -> None:
-        """Insert an Arrow table's rows into the table `name`, matching columns by name."""
+        """Insert an Arrow table's rows into the table `name` (or `database.schema.name`), matching
+        columns by name."""
+        quoted = ".".join(f'"{part}"' for part in name.split("."))
         with self._arrow_view(table) as view:
-            self.con.con.execute(f'INSERT INTO "{name}" BY NAME SELECT * FROM "{view}"')
+            self.con.con.execute(f'INSERT INTO {quoted} BY NAME SELECT * FROM "{view}"')
+
+    @contextmanager
+    def scratch_table(self, schema: pa.Schema) -> Iterator[tuple[str, Table]]:
+        """An empty in-memory table of `schema`, as (name for `append_arrow`, table), dropped on leaving.
+
+        Not a TEMP table: that one is its connection's alone, and the pipeline reads through cursors
+        of their own (`pipeline.stream`). An in-memory database attached to the store is seen by
+        every cursor of it and never written to the file."""
+        raw = self.con.con
+        raw.execute(f"ATTACH IF NOT EXISTS ':memory:' AS {_SCRATCH}")
+        name = f"t_{uuid.uuid4().hex}"
+        empty = ibis.Schema.from_pyarrow(schema)
+        table = self.con.create_table(name, schema=empty, database=f"{_SCRATCH}.main")
+        try:
+            yield f"{_SCRATCH}.main.{name}", table
+        finally:
+            raw.execute(f'DROP TABLE IF EXISTS {_SCRATCH}.main."{name}"')
 
     def write_table(self, name: str, table: pa.Table, *, temp: bool = False) -> Table:
         """Create or replace the table `name` with an Arrow table's rows."""

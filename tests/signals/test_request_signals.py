@@ -4,7 +4,16 @@ import pyarrow as pa
 import pytest
 
 from distillguard.schema import REQUEST_SIGNAL_SCHEMA, rows_to_batch
-from distillguard.signals import SIGNAL_INPUTS, request_signal_row, request_signals
+from distillguard.signals import (
+    PROMPT_INPUTS,
+    PROMPT_SIGNALS,
+    SIGNAL_INPUTS,
+    default_signals,
+    event_signals,
+    prompt_signals,
+    request_signal_row,
+    request_signals,
+)
 from distillguard.signals.base import DistinctCache
 from distillguard.signals.workers import WORKERS_ENV, SignalWorkers, default_workers
 
@@ -150,3 +159,41 @@ def test_worker_count_from_the_environment(monkeypatch):
         monkeypatch.setenv(WORKERS_ENV, bad)
         with pytest.raises(ValueError, match=WORKERS_ENV):
             default_workers()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_store_computes_prompt_signals_once_per_prompt_and_joins_them(tmp_path, sharegpt, items, workers):
+    # The DuckDB store computes the prompt signals per distinct prompt and joins them to its events
+    # (nulls, empty texts and system prompts included); every stored row must equal `request_signals`.
+    from distillguard.pipeline import compute_request_signals
+    from distillguard.store import REQUEST_SIGNALS, Store
+
+    rows = [
+        r | {"request_id": f"r{i:04d}", "content_present": bool(r["content_present"])}
+        for i, r in enumerate(_edge_case_events(sharegpt, items) * 2)
+    ]
+    batch = rows_to_batch(rows)
+    assert {s.name for s in default_signals()} >= PROMPT_SIGNALS
+    store = Store(tmp_path / "s.duckdb")
+    store.append_events([batch])
+    with SignalWorkers(workers) as pool:
+        assert compute_request_signals(store, batch_rows=37, workers=pool) == len(rows)
+    stored = store.con.table(REQUEST_SIGNALS).to_pyarrow().cast(REQUEST_SIGNAL_SCHEMA)
+    want = pa.Table.from_batches([request_signals(batch)])
+    key = [("request_id", "ascending")]
+    assert stored.sort_by(key).equals(want.sort_by(key))
+    assert compute_request_signals(store) == 0
+    store.close()
+
+
+def test_prompt_and_event_halves_equal_request_signals(sharegpt, items):
+    rows = _edge_case_events(sharegpt, items)
+    batch = rows_to_batch(rows)
+    prompts = pa.RecordBatch.from_arrays([batch.column(n) for n in PROMPT_INPUTS], names=list(PROMPT_INPUTS))
+    found = prompt_signals(prompts)
+    carried = batch
+    for name in found.schema.names:
+        carried = carried.append_column(found.schema.field(name), found.column(name))
+    others = [n for n in SIGNAL_INPUTS if n not in PROMPT_INPUTS]
+    events = carried.select([*others, *found.schema.names])
+    assert event_signals(events).equals(request_signals(batch))

@@ -66,6 +66,14 @@ SIGNAL_INPUTS: tuple[str, ...] = (
 )
 
 
+# The columns the prompt signals read. Their values depend on the prompt alone, which repeats across
+# requests (a fifth of `medium`'s are distinct), so a store computes them once per distinct prompt
+# and joins them to its events (`pipeline.compute_request_signals`).
+# (tests/signals/test_request_signals.py checks both halves against `request_signals`.)
+PROMPT_INPUTS: tuple[str, ...] = ("content_present", "system_prompt", "user_text")
+PROMPT_SIGNALS: frozenset[str] = frozenset({"language", "capability", "template", "prompt_length"})
+
+
 @cache  # signals are stateless; their caches are per module
 def _shared_signals() -> tuple[Signal, ...]:
     return tuple(default_signals())
@@ -74,6 +82,27 @@ def _shared_signals() -> tuple[Signal, ...]:
 def request_signals(batch: pa.RecordBatch) -> pa.RecordBatch:
     """REQUEST_SIGNAL_SCHEMA rows for an EVENT_SCHEMA batch."""
     return apply_signals(batch, _shared_signals(), REQUEST_SIGNAL_SCHEMA)
+
+
+@cache
+def prompt_signal_schema() -> pa.Schema:
+    """The columns of the `PROMPT_SIGNALS`, as in REQUEST_SIGNAL_SCHEMA."""
+    names = {n for s in _shared_signals() if s.name in PROMPT_SIGNALS for n in s.columns.names}
+    return pa.schema([f for f in REQUEST_SIGNAL_SCHEMA if f.name in names])
+
+
+def prompt_signals(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """The `prompt_signal_schema` columns for a batch of `PROMPT_INPUTS` (prompts, no request ids)."""
+    signals = [s for s in _shared_signals() if s.name in PROMPT_SIGNALS]
+    return apply_signals(batch, signals, prompt_signal_schema(), carried=())
+
+
+def event_signals(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """REQUEST_SIGNAL_SCHEMA rows for a batch of the other signals' inputs that already holds its
+    prompt signals' columns (`prompt_signals` of each row's prompt)."""
+    signals = [s for s in _shared_signals() if s.name not in PROMPT_SIGNALS]
+    carried = ("request_id", *prompt_signal_schema().names)
+    return apply_signals(batch, signals, REQUEST_SIGNAL_SCHEMA, carried=carried)
 
 
 # An event that exercises every signal's model and compiled loop: computing its signals loads the
@@ -103,11 +132,16 @@ def request_signal_row(event: Mapping[str, Any]) -> dict[str, Any]:
 
 
 __all__ = [
+    "PROMPT_INPUTS",
+    "PROMPT_SIGNALS",
     "SIGNAL_INPUTS",
     "WARM_UP_EVENT",
     "Signal",
     "apply_signals",
     "default_signals",
+    "event_signals",
+    "prompt_signal_schema",
+    "prompt_signals",
     "request_signal_row",
     "request_signals",
     "warm_up_signals",

@@ -27,9 +27,15 @@ class Signal(Protocol):
     def row(self, event: Mapping[str, Any]) -> dict[str, Any]: ...
 
 
-def apply_signals(batch: pa.RecordBatch, signals: Sequence[Signal], out_schema: pa.Schema) -> pa.RecordBatch:
-    """Run each signal on the batch and assemble `out_schema` (request_id plus every column)."""
-    columns: dict[str, pa.Array] = {"request_id": batch.column("request_id")}
+def apply_signals(
+    batch: pa.RecordBatch,
+    signals: Sequence[Signal],
+    out_schema: pa.Schema,
+    carried: Sequence[str] = ("request_id",),
+) -> pa.RecordBatch:
+    """Run each signal on the batch and assemble `out_schema`: the batch's `carried` columns (the
+    request id, or signal columns computed before) and every signal's columns; null where absent."""
+    columns: dict[str, pa.Array] = {name: batch.column(name) for name in carried}
     for signal in signals:
         result = signal.transform(batch)
         if result.num_rows != batch.num_rows:
