@@ -111,3 +111,18 @@ def test_link_campaign_format_is_read(page: str, scan) -> None:
     assert len(listed_edges(c2)) == 2  # only the examples; the full edges come from the store
     assert "C2 — 350 accounts (350 flagged)" in page and "agentic_coding, unattributed</summary>" in page
     assert "<td>AS64510 Hosting</td>" in page
+
+
+def test_figures_carry_the_report_template_and_leave_plotly_default_alone() -> None:
+    import plotly.graph_objects as go
+    import plotly.io as pio
+
+    from distillguard.report.charts import TEMPLATE, capability_figure
+
+    before = pio.templates.default
+    fig = capability_figure([{"bucket": 1, "capability": "general", "requests": 3}], "t")
+    graph = campaign_graph(["a1", "a2"], [{"src": "a1", "dst": "a2", "kind": "ip", "weight": 1.0}], {}, {})
+    assert pio.templates.default == before
+    want = go.Figure(layout={"template": TEMPLATE}).to_plotly_json()["layout"]["template"]
+    for figure in (fig, graph.figure):
+        assert figure.to_plotly_json()["layout"]["template"] == want

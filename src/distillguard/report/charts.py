@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
+import plotly.io as pio
 
 from distillguard.link.edges import split_node
 
@@ -28,12 +29,24 @@ VERDICT_COLORS = {
     "block": "#8b1a1a",
 }
 EDGE_COLORS = ("#5b8def", "#b56576", "#6a994e", "#8e7dbe", "#d08c60", "#888888")
+TEMPLATE = "plotly_white"
 _LAYOUT: dict[str, Any] = {
     "margin": {"l": 40, "r": 10, "t": 30, "b": 40},
     "height": 320,
-    "template": "plotly_white",
     "legend": {"orientation": "h", "y": -0.2},
 }
+
+
+def _figure() -> go.Figure:
+    """An empty figure on `TEMPLATE`, applied as plotly's default while the figure is made (and then
+    restored). Applied so it costs 4 ms a figure; set through the layout, plotly validates a copy of
+    the template each time, 40 ms, and a report draws up to 121 figures. The same JSON either way."""
+    before = pio.templates.default
+    pio.templates.default = TEMPLATE
+    try:
+        return go.Figure()
+    finally:
+        pio.templates.default = before
 
 
 def _esc(value: Any) -> str:
@@ -46,7 +59,7 @@ def capability_figure(rows: Sequence[Mapping[str, Any]], title: str) -> go.Figur
     for r in rows:
         series[r["capability"]][r["bucket"]] = int(r["requests"])
     buckets = sorted({r["bucket"] for r in rows})
-    fig = go.Figure()
+    fig = _figure()
     for cap in sorted(series):
         fig.add_trace(
             go.Bar(name=_esc(cap), x=buckets, y=[series[cap].get(b, 0) for b in buckets], hovertemplate=None)
@@ -92,7 +105,7 @@ def campaign_graph(
     drawn = sorted(weight.items(), key=lambda kv: -kv[1])[:MAX_EDGES]
     pos = spring_layout(len(nodes), [(a, b, w) for (a, b, _), w in drawn], seed=seed)
 
-    fig = go.Figure()
+    fig = _figure()
     kinds = sorted({k for (_, _, k), _ in drawn})
     for color, kind in zip(EDGE_COLORS * (len(kinds) // len(EDGE_COLORS) + 1), kinds, strict=False):
         xs: list[float | None] = []
