@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import html
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,16 +38,27 @@ _LAYOUT: dict[str, Any] = {
 }
 
 
-def _figure() -> go.Figure:
-    """An empty figure on `TEMPLATE`, applied as plotly's default while the figure is made (and then
-    restored). Applied so it costs 4 ms a figure; set through the layout, plotly validates a copy of
-    the template each time, 40 ms, and a report draws up to 121 figures. The same JSON either way."""
+@contextmanager
+def report_template() -> Iterator[None]:
+    """Plotly's default template is `TEMPLATE` inside, as before after. A figure made there takes it
+    without validation (4 ms); set on each figure's layout, plotly validates a copy of it every time
+    (40 ms, and a report draws up to 121 figures). Setting the default validates it once, so
+    `write_report` makes all its figures inside one of these."""
     before = pio.templates.default
+    if before == TEMPLATE:
+        yield
+        return
     pio.templates.default = TEMPLATE
     try:
-        return go.Figure()
+        yield
     finally:
         pio.templates.default = before
+
+
+def _figure() -> go.Figure:
+    """An empty figure on `TEMPLATE` (the same JSON as one given it in its layout)."""
+    with report_template():
+        return go.Figure()
 
 
 def _esc(value: Any) -> str:

@@ -9,7 +9,7 @@ page only through Jinja autoescape or `textContent`, never as markup.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from markupsafe import Markup
 from plotly.io.json import to_json_plotly
 
 from distillguard.link.edges import split_node
-from distillguard.report.charts import campaign_graph, capability_figure
+from distillguard.report.charts import campaign_graph, capability_figure, report_template
 from distillguard.report.data import StoreViews, read_outputs, read_store
 from distillguard.schema import VERDICTS
 from distillguard.store import EventStore
@@ -62,24 +62,8 @@ def write_report(out_dir: Path, store: EventStore, *, redact: bool = False, max_
     views = read_store(store, campaigns, TEMPLATES_PER_CAMPAIGN, max_examples)
     account_info = {a["account_id"]: a for a in outputs.accounts}
 
-    figures: dict[str, Any] = {
-        "capability_mix": capability_figure(
-            views.capability_mix, f"Requests per {views.bucket} by capability"
-        )
-    }
-    sections = []
-    for i, campaign in enumerate(campaigns[:MAX_CAMPAIGN_SECTIONS]):
-        section = _campaign_section(campaign, views, account_info, redact)
-        edges = views.edges.get(str(campaign["id"])) or listed_edges(campaign)
-        graph = campaign_graph(
-            campaign.get("accounts", []), edges, views.infrastructure, account_info, seed=i
-        )
-        figures[f"graph-{i}"] = graph.figure
-        figures[f"timeline-{i}"] = capability_figure(
-            views.campaign_timelines.get(str(campaign["id"]), []), f"Campaign requests per {views.bucket}"
-        )
-        section.update(index=i, graph_nodes=graph.nodes, graph_edges=graph.edges, grouped_by=graph.grouped_by)
-        sections.append(section)
+    with report_template():  # one validation of the template for every figure
+        figures, sections = _figures(campaigns, views, account_info, redact)
 
     accounts = sorted(outputs.accounts, key=lambda a: -a["score"])
     rows = [_account_row(a, views) for a in accounts[:MAX_ACCOUNT_ROWS]]
@@ -103,6 +87,34 @@ def write_report(out_dir: Path, store: EventStore, *, redact: bool = False, max_
     path = out_dir / "report.html"
     path.write_text(page, encoding="utf-8")
     return path
+
+
+def _figures(
+    campaigns: Sequence[Mapping[str, Any]],
+    views: StoreViews,
+    account_info: Mapping[str, Mapping[str, Any]],
+    redact: bool,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The report's figures by id, and the drawn campaigns' sections."""
+    figures: dict[str, Any] = {
+        "capability_mix": capability_figure(
+            views.capability_mix, f"Requests per {views.bucket} by capability"
+        )
+    }
+    sections = []
+    for i, campaign in enumerate(campaigns[:MAX_CAMPAIGN_SECTIONS]):
+        section = _campaign_section(campaign, views, account_info, redact)
+        edges = views.edges.get(str(campaign["id"])) or listed_edges(campaign)
+        graph = campaign_graph(
+            campaign.get("accounts", []), edges, views.infrastructure, account_info, seed=i
+        )
+        figures[f"graph-{i}"] = graph.figure
+        figures[f"timeline-{i}"] = capability_figure(
+            views.campaign_timelines.get(str(campaign["id"]), []), f"Campaign requests per {views.bucket}"
+        )
+        section.update(index=i, graph_nodes=graph.nodes, graph_edges=graph.edges, grouped_by=graph.grouped_by)
+        sections.append(section)
+    return figures, sections
 
 
 def listed_edges(campaign: Mapping[str, Any]) -> list[dict[str, Any]]:
