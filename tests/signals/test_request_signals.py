@@ -148,7 +148,7 @@ def test_worker_processes_give_this_process_results_in_order(sharegpt, items):
     batch = rows_to_batch([r | {"request_id": f"r{i}"} for i, r in enumerate(rows)])
     batches = [batch.slice(i, 50) for i in range(0, batch.num_rows, 50)]
     with SignalWorkers(3) as workers:  # this process and two others
-        got = list(workers.map(batches))
+        got = list(workers.apply(request_signals, ((b,) for b in batches)))
     assert pa.Table.from_batches(got).equals(pa.Table.from_batches([request_signals(b) for b in batches]))
 
 

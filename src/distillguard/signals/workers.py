@@ -2,8 +2,9 @@
 
 The text signals are Python work per distinct prompt (fastText, the template masks, the capability
 product) that holds the GIL, so in one process they use one core however many the machine has.
-`SignalWorkers` runs `request_signals` on event batches in worker processes, results in the order
-the batches came, with a bounded number of batches in flight so memory stays that of a few batches.
+`SignalWorkers` runs them (`signals.prompt_signals` on batches of distinct prompts, then
+`signals.event_signals` on event batches) in worker processes, results in the order the batches
+came, with a bounded number of batches in flight so memory stays that of a few batches.
 
 Workers are spawned, never forked: the parent holds DuckDB's and Arrow's threads, whose locks a
 forked child could inherit held. A spawned worker loads its models first (about 3 s: scikit-learn's
@@ -25,9 +26,7 @@ from multiprocessing import get_context
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
-import pyarrow as pa
-
-from distillguard.signals import request_signals, warm_up_signals
+from distillguard.signals import warm_up_signals
 
 WORKERS_ENV = "DISTILLGUARD_SIGNAL_WORKERS"
 T = TypeVar("T")
@@ -48,9 +47,9 @@ def default_workers() -> int:
 
 
 class SignalWorkers:
-    """`map(batches)`: REQUEST_SIGNAL_SCHEMA batches for EVENT_SCHEMA batches, in order, computed by
-    `workers` processes: this one and `workers - 1` others. A context manager: leaving it stops the
-    other processes."""
+    """`apply(fn, calls)`: `fn` of each call's arguments, results in order, computed by `workers`
+    processes: this one and `workers - 1` others, whose models are loaded as they start. A context
+    manager: leaving it stops the other processes."""
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
@@ -66,12 +65,10 @@ class SignalWorkers:
             for _ in range(workers - 1):
                 self._pool.submit(int)
 
-    def map(self, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        return self.apply(request_signals, ((batch,) for batch in batches))
-
     def apply(self, fn: Callable[..., T], calls: Iterable[tuple[Any, ...]]) -> Iterator[T]:
         """`fn(*args)` for each of `calls`, results in order. `fn` and its arguments must pickle
-        (a module-level function): the pipeline also converts blocks of log lines here during ingest."""
+        (a module-level function): the pipeline computes signals here, and converts blocks of log
+        lines during ingest."""
         if self._pool is None:
             for args in calls:
                 yield fn(*args)
