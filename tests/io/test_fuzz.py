@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gzip
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
@@ -51,10 +53,18 @@ def _one_line(line: bytes) -> bytes:
     return line.replace(b"\n", b" ").replace(b"\r", b" ")
 
 
-def _write(lines: list[bytes]) -> Path:
-    path = Path(tempfile.mkdtemp()) / "fuzz.jsonl"
-    path.write_bytes(b"\n".join(_one_line(line) for line in lines) + b"\n")
-    return path
+@contextmanager
+def _scratch(name: str) -> Iterator[Path]:
+    """Where one case writes its file, removed with its folder after the case (hundreds run)."""
+    with tempfile.TemporaryDirectory(prefix="distillguard-fuzz-") as folder:
+        yield Path(folder) / name
+
+
+@contextmanager
+def _written(lines: list[bytes]) -> Iterator[Path]:
+    with _scratch("fuzz.jsonl") as path:
+        path.write_bytes(b"\n".join(_one_line(line) for line in lines) + b"\n")
+        yield path
 
 
 @FUZZ
@@ -65,8 +75,8 @@ def test_every_line_is_an_event_or_a_reject(name: str, data: st.DataObject) -> N
     picks = data.draw(st.lists(st.sampled_from(good), min_size=1, max_size=8))
     # The first line stays intact so that the reader's own sniffing sees its format.
     lines = [good[0]] + [_mutate(line, data) for line in picks]
-    path = _write(lines)
-    table, rejects = read_all(path, options, fmt=name)
+    with _written(lines) as path:
+        table, rejects = read_all(path, options, fmt=name)
     expected = sum(1 for line in lines if line.replace(b"\n", b" ").strip())
     rejected_lines = {r.line for r in rejects.rejects}
     assert all(1 <= r.line <= len(lines) for r in rejects.rejects)
@@ -88,8 +98,8 @@ def test_csv_rows_are_events_or_rejects(data: st.DataObject) -> None:
         else:
             cells = data.draw(st.lists(field, min_size=1, max_size=40))
             lines.append(",".join(cells).encode())
-    path = _write(lines)
-    table, rejects = read_all(path, fmt="spendlogs")
+    with _written(lines) as path:
+        table, rejects = read_all(path, fmt="spendlogs")
     body = [line for line in lines[1:] if line.strip()]
     assert table.num_rows + len({r.line for r in rejects.rejects}) == len(body)
 
@@ -102,8 +112,8 @@ def test_otel_lines_and_spans_are_accounted_for(data: st.DataObject) -> None:
         _mutate(line, data) for line in data.draw(st.lists(st.sampled_from(good), max_size=6))
     ]
     lines = [_one_line(line) for line in lines]
-    path = _write(lines)
-    table, rejects = read_all(path, fmt="otel")
+    with _written(lines) as path:
+        table, rejects = read_all(path, fmt="otel")
     genai_spans = 0
     for n, line in enumerate(lines, start=1):
         try:
@@ -119,9 +129,9 @@ def test_otel_lines_and_spans_are_accounted_for(data: st.DataObject) -> None:
 @FUZZ
 @given(name=st.sampled_from(sorted(READERS)), blob=st.binary(max_size=400))
 def test_random_bytes_never_crash(name: str, blob: bytes) -> None:
-    path = Path(tempfile.mkdtemp()) / "blob"
-    path.write_bytes(blob)
-    table, rejects = read_all(path, ReadOptions(account_id="a"), fmt=name)
+    with _scratch("blob") as path:
+        path.write_bytes(blob)
+        table, rejects = read_all(path, ReadOptions(account_id="a"), fmt=name)
     # Two non-blank lines: even a CSV reader (whose first line is the header) has a record to account for.
     if sum(1 for line in blob.splitlines() if line.strip()) >= 2:
         assert table.num_rows + len(rejects) > 0
@@ -132,9 +142,9 @@ def test_random_bytes_never_crash(name: str, blob: bytes) -> None:
 def test_truncated_gzip_is_a_reject_not_a_crash(name: str, cut: int) -> None:
     fixture, options = LINE_READERS[name]
     raw = fixture.read_bytes() * 20
-    path = Path(tempfile.mkdtemp()) / f"{fixture.stem}.jsonl.gz"
-    path.write_bytes(gzip.compress(raw)[:-cut])
-    table, rejects = read_all(path, options, fmt=name)
+    with _scratch(f"{fixture.stem}.jsonl.gz") as path:
+        path.write_bytes(gzip.compress(raw)[:-cut])
+        table, rejects = read_all(path, options, fmt=name)
     assert any(r.field == "<file>" for r in rejects.rejects)
     assert table.num_rows <= raw.count(b"\n")
 
@@ -143,10 +153,10 @@ def test_truncated_gzip_is_a_reject_not_a_crash(name: str, cut: int) -> None:
 @given(cut=st.integers(1, 3000), flip=st.integers(0, 10_000))
 def test_damaged_parquet_never_crashes(cut: int, flip: int) -> None:
     events, _ = read_all(FIXTURES / "spendlogs.csv")
-    path = Path(tempfile.mkdtemp()) / "e.parquet"
-    pq.write_table(events, path)
-    blob = bytearray(path.read_bytes())
-    blob[flip % len(blob)] ^= 0xFF
-    path.write_bytes(bytes(blob[: max(4, len(blob) - cut)]))
-    table, rejects = read_all(path, fmt="parquet")
+    with _scratch("e.parquet") as path:
+        pq.write_table(events, path)
+        blob = bytearray(path.read_bytes())
+        blob[flip % len(blob)] ^= 0xFF
+        path.write_bytes(bytes(blob[: max(4, len(blob) - cut)]))
+        table, rejects = read_all(path, fmt="parquet")
     assert table.num_rows + len(rejects) >= 1
