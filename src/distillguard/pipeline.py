@@ -193,7 +193,8 @@ def compute_request_signals(
     prompts = distinct.mutate(content_present=distinct.user_text.notnull()).select(*PROMPT_INPUTS)
     with store.scratch_table(_prompt_table_schema()) as (by_prompt, known):
         with progress() as bar:
-            task = bar.add_task("signals: prompts", total=int(prompts.count().execute()))
+            # No total: counting the distinct prompts would run the DISTINCT over every text twice.
+            task = bar.add_task("signals: prompts", total=None)
             batches = ((b,) for b in stream(store, prompts, batch_rows))
             for out in workers.apply(_with_prompt_signals, batches):
                 store.append_arrow(by_prompt, pa.Table.from_batches([out]))

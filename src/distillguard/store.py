@@ -27,10 +27,10 @@ EVENTS = "events"
 ACCOUNTS = "accounts"
 # Tables the pipeline derives from events, in the order its stages write them.
 REQUEST_SIGNALS = "request_signals"
-_SCRATCH = "dg_scratch"  # the attached in-memory database of `Store.scratch_table`
 ACCOUNT_FEATURES = "account_features"
 ACCOUNT_EDGES = "account_edges"
 ACCOUNT_SCORES = "account_scores"
+_SCRATCH = "dg_scratch"  # the attached in-memory database of `Store.scratch_table`
 ENGINES: tuple[str, ...] = ("duckdb", "spark")
 
 
