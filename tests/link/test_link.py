@@ -326,7 +326,15 @@ def test_engine_ties_read_only_the_suspicious_neighbourhood() -> None:
 def test_edge_examples_are_keys_both_ends_share(linked: tuple[World, Store, pa.Table, LinkResult]) -> None:
     """The example key looked up for an edge of a request-keyed kind, against every key of that kind
     both ends share, computed from the stored rows in Python."""
-    from distillguard.link.edges import EVENT_KEYS, EdgeParams, _activity, _members, shared_key_examples
+    from distillguard.link.edges import (
+        EVENT_KEYS,
+        EdgeParams,
+        _activity,
+        _members,
+        key_columns,
+        key_text,
+        shared_key_examples,
+    )
 
     _, store, edges, result = linked
     signals = store.con.table("request_signals")
@@ -336,7 +344,8 @@ def test_edge_examples_are_keys_both_ends_share(linked: tuple[World, Store, pa.T
     acts = _activity(store.events, signals, p)
     limit = max(2, int(p.max_key_share * acts.node.nunique().execute()))
     for kind, key in EVENT_KEYS.items():
-        members = _members(acts, key(acts, p)).select("key", "node").to_pyarrow().to_pylist()
+        m = _members(acts, key(acts, p))
+        members = m.select(key=key_text(m, key_columns(m)), node=m.node).to_pyarrow().to_pylist()
         keys_of: dict[str, set[str]] = {}
         size: dict[str, int] = {}
         for m in members:
