@@ -381,20 +381,19 @@ def _summarise(
         c = by_id[row["campaign_id"]]
         c.volume, c.first_seen, c.last_seen = int(row["volume"]), row["first_seen"], row["last_seen"]
 
-    def counts(col: str) -> dict[str, Counter[str]]:
-        agg = t.filter(t[col].notnull()).group_by(["campaign_id", col]).aggregate(n=_.count()).to_pyarrow()
-        out: dict[str, Counter[str]] = defaultdict(Counter)
-        for cid, value, n in zip(
-            agg["campaign_id"].to_pylist(), agg[col].to_pylist(), agg["n"].to_pylist(), strict=True
-        ):
-            out[cid][str(value)] = int(n)
-        return out
-
-    capability = counts("capability")
-    infra = {
-        col: counts(col)
-        for col in ("ip_prefix", "asn", "ip_kind", "ua_family", "template_id", "model_requested")
-    }
+    # Every column's counts in one pass, its values as text in one long column: a query per column
+    # joined all events again each time (`medium`: 5.4-5.8 s for the summaries, 3.8-3.9 now).
+    cols = ["capability", "ip_prefix", "asn", "ip_kind", "ua_family", "template_id", "model_requested"]
+    long = t.select("campaign_id", *(t[c].cast("string").name(c) for c in cols))
+    long = long.pivot_longer(cols, names_to="col", values_to="value")
+    long = long.filter(long.value.notnull())
+    agg = long.group_by(["campaign_id", "col", "value"]).aggregate(n=_.count()).to_pyarrow()
+    counts: dict[str, dict[str, Counter[str]]] = {c: defaultdict(Counter) for c in cols}
+    for cid, col, value, n in zip(
+        *(agg[c].to_pylist() for c in ("campaign_id", "col", "value", "n")), strict=True
+    ):
+        counts[col][cid][value] = int(n)
+    capability, infra = counts["capability"], counts
     org_rows = t.filter(t.asn.notnull()).group_by("asn").aggregate(org=_.asn_org.max()).to_pyarrow()
     orgs = dict(zip(map(str, org_rows["asn"].to_pylist()), org_rows["org"].to_pylist(), strict=True))
     acct = _account_facts(accounts, membership) if accounts is not None else {}
