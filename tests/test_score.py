@@ -44,3 +44,19 @@ def test_reasons_follow_their_definition() -> None:
     fallback = model.reasons(inside)
     assert fallback and fallback == _reasons_with_numpy(model, inside)
     assert all(r.benign_low <= r.value <= r.benign_high for r in fallback)
+
+
+def test_feature_matrix_ignores_summation_noise() -> None:
+    """Two scans' parallel sums differ in their last bits; the matrix (and so the score) must not."""
+    import pyarrow as pa
+
+    from distillguard.score import DEFAULT_MODEL, feature_matrix
+
+    def table(value: float) -> pa.Table:
+        return pa.table({f: [value if i == 0 else 1.0] for i, f in enumerate(FEATURES)})
+
+    a, b = feature_matrix(table(0.700000000000001)), feature_matrix(table(0.6999999999999997))
+    assert np.array_equal(a, b)
+    assert a[0, 0] == 0.7
+    model = RiskModel.load(DEFAULT_MODEL)
+    assert np.array_equal(model.predict_proba(a), model.predict_proba(b))
