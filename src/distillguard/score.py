@@ -132,12 +132,18 @@ def _reason_table(model: RiskModel) -> tuple[list[list[float]], list[int]]:
 
 
 def feature_matrix(table: pa.Table) -> np.ndarray:
-    """The features of `table` as a float matrix in FEATURES order (nulls become NaN), rounded to 9
-    decimals: the engine's parallel sums differ in their last bits from run to run, and a value on a
-    tree's split (a mean temperature of 0.7 read as 0.700000000000001 or 0.6999999999999997) moved an
-    account's score between two scans of one store."""
+    """The features of `table` as a float matrix in FEATURES order (nulls become NaN), rounded
+    (`rounded_features`)."""
     cols = [np.asarray(table.column(f).cast(pa.float64()).to_numpy(zero_copy_only=False)) for f in FEATURES]
-    return np.round(np.column_stack(cols).astype(np.float64), 9)
+    return rounded_features(np.column_stack(cols).astype(np.float64))
+
+
+def rounded_features(x: np.ndarray) -> np.ndarray:
+    """Features as the model sees them, batch and online: rounded to 9 decimals. The engine's parallel
+    sums differ in their last bits from run to run, and a value on a tree's split (a mean temperature
+    of 0.7 read as 0.700000000000001 or 0.6999999999999997) moved an account's score between two
+    scans of one store."""
+    return np.round(x, 9)
 
 
 class RiskModel:

@@ -28,7 +28,7 @@ from distillguard.online.compiled import CompiledRiskModel
 from distillguard.online.state import AccountState, MemoryState, State, StateUnavailable
 from distillguard.policy import Policy
 from distillguard.schema import VERDICTS
-from distillguard.score import RiskModel
+from distillguard.score import RiskModel, rounded_features
 from distillguard.signals import WARM_UP_EVENT, request_signal_row
 
 ACTIONS: tuple[str, ...] = ("throttle", "step_up_verification", "block", "degrade")
@@ -206,7 +206,7 @@ class OnlineDetector:
         static = _NO_ROW if account is None else self._static.get(account_id)
         if static is None:
             static = self._static[account_id] = online_features.static_features(account)
-        return online_features.vector(st, tpl, pfx, account, static)
+        return rounded_features(online_features.vector(st, tpl, pfx, account, static))
 
     def _rescore(self, account_id: str, st: AccountState) -> None:
         x = self._vector(account_id, st)
