@@ -388,12 +388,12 @@ def _summarise(
     long = long.pivot_longer(cols, names_to="col", values_to="value")
     long = long.filter(long.value.notnull())
     agg = long.group_by(["campaign_id", "col", "value"]).aggregate(n=_.count()).to_pyarrow()
-    counts: dict[str, dict[str, Counter[str]]] = {c: defaultdict(Counter) for c in cols}
+    infra: dict[str, dict[str, Counter[str]]] = {c: defaultdict(Counter) for c in cols}
     for cid, col, value, n in zip(
         *(agg[c].to_pylist() for c in ("campaign_id", "col", "value", "n")), strict=True
     ):
-        counts[col][cid][value] = int(n)
-    capability, infra = counts["capability"], counts
+        infra[col][cid][value] = int(n)
+    capability = infra["capability"]
     org_rows = t.filter(t.asn.notnull()).group_by("asn").aggregate(org=_.asn_org.max()).to_pyarrow()
     orgs = dict(zip(map(str, org_rows["asn"].to_pylist()), org_rows["org"].to_pylist(), strict=True))
     acct = _account_facts(accounts, membership) if accounts is not None else {}

@@ -167,8 +167,6 @@ def shared_key_examples(
     nodes). For the few edges a report shows; at a key with more members than `full_pair_max` the
     edge came from the nodes' nearness in time, so the example may be another key they share."""
     p = EdgeParams(**params)  # type: ignore[arg-type]
-    if not edges.num_rows:
-        return {}
     # Not cached: a stored copy would round DuckDB's fractional epoch to the int32 Ibis types it as,
     # moving requests across time buckets, and the keys would no longer be the graph's.
     acts = _activity(events, signals, p)
