@@ -109,7 +109,7 @@ def test_as_time_rejects(value) -> None:
 def test_litellm_payload_fixture() -> None:
     path = FIXTURES / "litellm_payloads.jsonl"
     assert detect_format(path) == "litellm"
-    table, rejects = read_all(path, ReadOptions(trusted_proxies=TRUSTED))
+    table, rejects = read_all(path, ReadOptions(trusted_proxies=TRUSTED, keep_responses=True))
     assert len(rejects) == 0
     ok, failed = table.to_pylist()
     assert ok["account_id"] == "acct_7731" and ok["team_id"] == "team-research"

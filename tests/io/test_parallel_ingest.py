@@ -84,3 +84,14 @@ def test_blocks_cover_every_line_once(tmp_path: Path, block_bytes: int) -> None:
     with path.open("rb") as fh:
         want = [(n, line) for n, line in enumerate(fh, start=1) if line.strip()]
     assert lines == want and not sink.rejects
+
+
+def test_a_log_that_shrinks_under_a_block_is_an_error_not_a_crash(tmp_path: Path) -> None:
+    # Blocks are mapped from the file, and a mapped page past a shrunken file's end would kill the
+    # process: a log truncated (rotated) after its blocks were found must fail with a clear error.
+    path = tmp_path / "x.jsonl"
+    path.write_bytes(b"".join(b'{"n": %d}\n' % i for i in range(5000)))
+    blocks = list(iter_blocks(path, tmp_path, 10_000))
+    path.write_bytes(b'{"n": 0}\n')
+    with pytest.raises(OSError, match="shrank"):
+        blocks[-1].lines(RejectSink())

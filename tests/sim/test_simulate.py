@@ -13,7 +13,7 @@ import pytest
 import stix2
 from iporigin import classify
 
-from distillguard.io import RejectSink, read_events
+from distillguard.io import ReadOptions, RejectSink, read_events
 from distillguard.sim import SCENARIOS, simulate
 from distillguard.sim.populations import NEW_MODEL, NEW_MODEL_RELEASE_DAY
 from distillguard.sim.templates import COT_EXTRACTION, EVAL_CODE, EVAL_MATH
@@ -31,7 +31,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
 def events(run: tuple[dict, Path]) -> pa.Table:
     result, out = run
     rejects = RejectSink()
-    table = pa.Table.from_batches(list(read_events(out / "logs.jsonl.gz", rejects)))
+    options = ReadOptions(keep_responses=True)  # the responses' shape is checked below
+    table = pa.Table.from_batches(list(read_events(out / "logs.jsonl.gz", rejects, options)))
     assert len(rejects) == 0, rejects.rejects[:3]
     assert table.num_rows == result["exchanges"]
     return table

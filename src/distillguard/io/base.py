@@ -28,6 +28,8 @@ import zstandard
 from distillguard.schema import EVENT_SCHEMA, REQUIRED_EVENT_COLUMNS, rows_to_batch
 
 DEFAULT_BATCH_ROWS = 20_000
+# A raw log line: bytes, or a view of a mapped block of the file (`io.blocks`), which orjson parses as is.
+Line = bytes | memoryview
 _RAW_KEEP = 500  # characters of a rejected line kept for the analyst
 
 
@@ -58,8 +60,8 @@ class RejectSink:
 
     rejects: list[Reject] = field(default_factory=list)
 
-    def add(self, file: Path | str, line: int, fld: str, reason: str, raw: bytes | str = b"") -> None:
-        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    def add(self, file: Path | str, line: int, fld: str, reason: str, raw: Line | str = b"") -> None:
+        text = raw if isinstance(raw, str) else bytes(raw).decode("utf-8", "replace")
         self.rejects.append(Reject(str(file), line, fld, reason, text[:_RAW_KEEP]))
 
     def __len__(self) -> int:
@@ -83,7 +85,8 @@ class ReadOptions:
     batch_envelope: Path | None = None
     # Ingest stores responses only when asked (`--keep-responses`): no stage reads them, and they
     # are most of a store's size. Readers that can skip them cheaply (Parquet: a column not read is
-    # not decompressed) leave them null; the others read them and ingest drops them.
+    # not decompressed; LiteLLM: the text is checked but not copied into Arrow) leave them null; the
+    # others read them and ingest drops them.
     keep_responses: bool = False
 
 
@@ -104,7 +107,7 @@ class LineReader(Reader, Protocol):
     line of the file."""
 
     def read_lines(
-        self, path: Path, lines: Iterable[tuple[int, bytes]], rejects: RejectSink, options: ReadOptions
+        self, path: Path, lines: Iterable[tuple[int, Line]], rejects: RejectSink, options: ReadOptions
     ) -> Iterator[pa.RecordBatch]: ...
 
 
@@ -151,8 +154,8 @@ def iter_lines(path: Path, rejects: RejectSink) -> Iterator[tuple[int, bytes]]:
 
 
 def iter_json_lines(
-    path: Path, rejects: RejectSink, lines: Iterable[tuple[int, bytes]] | None = None
-) -> Iterator[tuple[int, bytes, dict[str, Any]]]:
+    path: Path, rejects: RejectSink, lines: Iterable[tuple[int, Line]] | None = None
+) -> Iterator[tuple[int, Line, dict[str, Any]]]:
     """Yield (line number, raw line, parsed object); lines that are not UTF-8 JSON objects are rejected.
 
     `lines` are the file's numbered lines (`iter_lines`), or a run of them that another process
@@ -169,9 +172,9 @@ def iter_json_lines(
         yield lineno, line, obj
 
 
-def _json_error(line: bytes, exc: Exception) -> str:
+def _json_error(line: Line, exc: Exception) -> str:
     try:
-        line.decode("utf-8")
+        bytes(line).decode("utf-8")
     except UnicodeDecodeError as bad:
         return f"not UTF-8: {bad.reason} at byte {bad.start}"
     return f"malformed JSON: {exc}"
@@ -245,7 +248,7 @@ def iter_csv_records(path: Path, rejects: RejectSink) -> Iterator[tuple[int, byt
 
 def batches_from_records(
     path: Path,
-    records: Iterator[tuple[int, bytes, Mapping[str, Any]]],
+    records: Iterator[tuple[int, Line, Mapping[str, Any]]],
     convert: Any,
     rejects: RejectSink,
     batch_rows: int,
@@ -279,7 +282,7 @@ def check_required(row: Mapping[str, Any]) -> None:
 
 def event_batches_from_tuples(
     path: Path,
-    records: Iterator[tuple[int, bytes, Mapping[str, Any]]],
+    records: Iterator[tuple[int, Line, Mapping[str, Any]]],
     convert: Any,
     rejects: RejectSink,
     batch_rows: int,

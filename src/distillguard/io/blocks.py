@@ -11,12 +11,14 @@ log's text), and it reads them itself.
 
 from __future__ import annotations
 
+import mmap
+import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from distillguard.io.base import STREAM_ERRORS, Reject, RejectSink, is_compressed, open_binary
+from distillguard.io.base import STREAM_ERRORS, Line, Reject, RejectSink, is_compressed, open_binary
 
 BLOCK_BYTES = 16 * 2**20
 
@@ -36,26 +38,46 @@ class LineBlock:
     # A compressed stream that broke after the block's lines: a reject after theirs, as `iter_lines` adds it.
     broken: str | None = None
 
-    def lines(self, rejects: RejectSink) -> tuple[list[tuple[int, bytes]], int]:
+    def lines(self, rejects: RejectSink) -> tuple[list[tuple[int, Line]], int]:
         """The block's non-blank lines (number in the block, raw line, as `iter_lines` gives them) and
-        how many lines it holds, blank ones included; a spill file is deleted once read."""
-        data = b""
+        how many lines it holds, blank ones included; a spill file is deleted once mapped.
+
+        The lines are views of the block mapped from the file, not copies: reading 16 MB into bytes
+        and splitting it copied every line twice, a fifth of the time it then took to parse them."""
+        numbered: list[tuple[int, Line]] = []
+        count = 0
         if self.length:
-            with self.source.open("rb") as fh:
-                fh.seek(self.offset)
-                data = fh.read(self.length)
+            mapped, pos = _mapped(self.source, self.offset, self.length)
             if self.source != self.log:
                 self.source.unlink(missing_ok=True)
-        pieces = data.split(b"\n")
-        count = len(pieces) - (pieces[-1] == b"")  # the piece after a final newline is no line
-        numbered = [
-            (i, piece + b"\n" if i < len(pieces) else piece)  # a file's lines keep their newline
-            for i, piece in enumerate(pieces, start=1)
-            if piece.strip()
-        ]
+            view, end = memoryview(mapped), pos + self.length
+            while pos < end:
+                stop = mapped.find(b"\n", pos, end)
+                stop = end if stop < 0 else stop + 1  # a file's lines keep their newline
+                count += 1
+                line = view[pos:stop]
+                # Blank is whitespace only: a line's first byte tells nearly every line apart.
+                if line[0] not in _WHITESPACE or bytes(line).strip():
+                    numbered.append((count, line))
+                pos = stop
         if self.broken is not None:
             rejects.add(self.log, count + 1, "<file>", self.broken)
         return numbered, count
+
+
+_WHITESPACE = frozenset(b" \t\n\r\x0b\x0c")  # what bytes.strip() strips
+
+
+def _mapped(path: Path, offset: int, length: int) -> tuple[mmap.mmap, int]:
+    """`length` bytes of the file from `offset`, mapped read-only, and where they start in the map
+    (a map starts at a multiple of the allocation granularity). The map closes with its last view."""
+    base = offset - offset % mmap.ALLOCATIONGRANULARITY
+    with path.open("rb") as fh:
+        # Reading a mapped page past the end of a file that shrank kills the process (SIGBUS).
+        if os.fstat(fh.fileno()).st_size < offset + length:
+            raise OSError(f"{path}: the file shrank while it was read (rotated or truncated?)")
+        mapped = mmap.mmap(fh.fileno(), length + offset - base, access=mmap.ACCESS_READ, offset=base)
+    return mapped, offset - base
 
 
 def renumbered(rejects: list[Reject], lines_before: int) -> list[Reject]:

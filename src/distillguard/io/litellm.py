@@ -14,6 +14,7 @@ from typing import Any
 import pyarrow as pa
 
 from distillguard.io.base import (
+    Line,
     ReadOptions,
     RecordError,
     RejectSink,
@@ -50,7 +51,7 @@ class LiteLLMReader:
         yield from self.read_lines(path, iter_lines(path, rejects), rejects, options)
 
     def read_lines(
-        self, path: Path, lines: Iterable[tuple[int, bytes]], rejects: RejectSink, options: ReadOptions
+        self, path: Path, lines: Iterable[tuple[int, Line]], rejects: RejectSink, options: ReadOptions
     ) -> Iterator[pa.RecordBatch]:
         def convert(obj: dict[str, Any]) -> tuple[Any, ...]:
             return _event_values(obj.get("standard_logging_object", obj), options, as_time_us)
@@ -120,9 +121,9 @@ def _event_values(
     system, user = message_texts(messages, "messages")
     if user == REDACTED:
         system, user = None, None
-    resp = response_text(p.get("response"), "response")
-    if resp == REDACTED:
-        resp = None
+    resp = response_text(p.get("response"), "response")  # read even when not kept: a bad one rejects
+    if resp == REDACTED or not options.keep_responses:
+        resp = None  # not kept: most of a line's bytes, not worth an Arrow copy that ingest then drops
     tools = params.get("tools")
     peer = as_str(p.get("requester_ip_address") or md.get("requester_ip_address"), "requester_ip_address")
     max_tokens = params.get("max_completion_tokens", params.get("max_tokens"))

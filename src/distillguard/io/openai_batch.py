@@ -33,6 +33,7 @@ import orjson
 import pyarrow as pa
 
 from distillguard.io.base import (
+    Line,
     ReadOptions,
     RecordError,
     RejectSink,
@@ -90,7 +91,7 @@ class OpenAIBatchReader:
             yield from batches_from_records(
                 batch.input, _unique(batch.input, rejects), joined, rejects, options.batch_rows
             )
-        leftovers: dict[Path, list[tuple[int, bytes, Mapping[str, Any]]]] = {}
+        leftovers: dict[Path, list[tuple[int, Line, Mapping[str, Any]]]] = {}
         for result in results.values():
             leftovers.setdefault(result.path, []).append((result.line, result.raw, result.fields))
         for result_path, records in leftovers.items():
@@ -119,7 +120,7 @@ class BatchFiles:
 class _Result:
     path: Path
     line: int
-    raw: bytes
+    raw: Line
     fields: dict[str, Any] = field(default_factory=dict)
 
 
@@ -176,7 +177,7 @@ def _load_envelope(path: Path) -> Mapping[str, Any]:
         raise RecordError("<envelope>", f"unreadable batch envelope: {exc}") from exc
 
 
-def _unique(path: Path, rejects: RejectSink) -> Iterator[tuple[int, bytes, dict[str, Any]]]:
+def _unique(path: Path, rejects: RejectSink) -> Iterator[tuple[int, Line, dict[str, Any]]]:
     """Input lines with a `custom_id` not seen before (the API requires them to be unique)."""
     seen: set[str] = set()
     for lineno, raw, obj in iter_json_lines(path, rejects):

@@ -20,6 +20,7 @@ import orjson
 import pyarrow as pa
 
 from distillguard.io.base import (
+    Line,
     ReadOptions,
     RecordError,
     RejectSink,
@@ -54,7 +55,7 @@ class OTelReader:
         )
 
 
-def _genai_spans(path: Path, rejects: RejectSink) -> Iterator[tuple[int, bytes, dict[str, Any]]]:
+def _genai_spans(path: Path, rejects: RejectSink) -> Iterator[tuple[int, Line, dict[str, Any]]]:
     """(line, raw line, {span, resource attributes, where}) for each GenAI span of each line."""
     for lineno, raw, doc in iter_json_lines(path, rejects):
         try:

@@ -102,7 +102,7 @@ def _write_shard(job: _Job) -> _ShardResult:
     campaign = Ctx(rng=rng, scale=job.scale.campaign_scale(), counter=benign.counter)
     _, actors = shared_actors(job.seed)
     accounts, exchanges, _ = generate(benign, campaign, strategies(job.scenario), actors)
-    options = ReadOptions()
+    options = ReadOptions(keep_responses=True)  # a gateway's Parquet log holds the responses
     tmp = job.path.with_suffix(".parquet.tmp")
     rows: list[tuple[Any, ...]] = []
     with pq.ParquetWriter(tmp, EVENT_SCHEMA, compression="zstd") as writer:
