@@ -69,8 +69,9 @@ FEATURES: tuple[str, ...] = (
 )
 
 
-def _epoch_s(t: ir.TimestampValue) -> ir.FloatingValue:
-    """Seconds since the epoch with microseconds kept (Spark's `epoch_seconds` truncates to seconds)."""
+def epoch_s(t: ir.TimestampValue) -> ir.FloatingValue:
+    """Seconds since the epoch with microseconds kept, alike on every engine: Ibis's `epoch_seconds`
+    is DuckDB's fractional `epoch` but Spark's `unix_timestamp`, which truncates to whole seconds."""
     return t.delta(_EPOCH, unit="microsecond") / 1e6
 
 
@@ -110,7 +111,7 @@ def request_table(events: ir.Table, signals: ir.Table) -> ir.Table:
         signals.template_id,
         signals.prompt_chars,
     )
-    return r.mutate(ts=_epoch_s(r.start_time))
+    return r.mutate(ts=epoch_s(r.start_time))
 
 
 def account_features(
@@ -199,7 +200,7 @@ def account_features(
     disposable = acc.email_disposable if "email_disposable" in acc.columns else ibis.literal(False)
     acc = acc.select(
         "account_id",
-        created_ts=_epoch_s(acc.created_at),
+        created_ts=epoch_s(acc.created_at),
         email_disposable=disposable.cast("float64"),
         verified=acc.verified.cast("float64"),
         is_free=(acc.account_type == "free").cast("float64"),

@@ -6,6 +6,7 @@ import pytest
 from pyspark.sql import SparkSession
 
 from distillguard.engines.spark import SparkStore
+from distillguard.link.edges import edge_table
 from distillguard.schema import ACCOUNT_SCHEMA, EVENT_SCHEMA, rows_to_batch
 from distillguard.store import most_frequent
 
@@ -86,3 +87,35 @@ def test_most_frequent_agrees_on_both_engines(spark: SparkSession, tmp_path: Pat
     for con in (ibis.duckdb.connect(), SparkStore(tmp_path, spark).con):
         found = con.to_pyarrow(top)
         assert dict(zip(found["k"].to_pylist(), found["v"].to_pylist(), strict=True)) == expected
+
+
+def test_edge_times_keep_their_fractions_on_both_engines(spark: SparkSession, tmp_path: Path) -> None:
+    # Two accounts take turns on one template, 120.04-120.8 s apart: just over the turn gap (120 s),
+    # so no turn-taking edge. Spark's `unix_timestamp` truncates to whole seconds, which made every
+    # gap exactly 120 and the edge appear there only.
+    seconds = [1_764_000_000.1, 1_764_000_120.9, 1_764_000_240.95, 1_764_000_360.99]
+    n = len(seconds)
+    events = pa.table(
+        {
+            "request_id": [f"r{i}" for i in range(n)],
+            "account_id": ["a", "b"] * (n // 2),
+            "end_user_id": pa.nulls(n, pa.string()),
+            "start_time": pa.array([round(s * 1e6) for s in seconds], pa.timestamp("us", tz="UTC")),
+        }
+    )
+    signals = pa.table(
+        {
+            "request_id": events["request_id"],
+            "ip_prefix": [f"10.0.{i}.0/24" for i in range(n)],
+            "asn": pa.nulls(n, pa.int64()),
+            "ua_family": pa.nulls(n, pa.string()),
+            "template_id": ["t1"] * n,
+        }
+    )
+    accounts = ibis.memtable(ACCOUNT_SCHEMA.empty_table())
+    expr = edge_table(ibis.memtable(events), ibis.memtable(signals), accounts)
+    kinds = [
+        sorted(con.to_pyarrow(expr)["kind"].to_pylist())
+        for con in (ibis.duckdb.connect(), SparkStore(tmp_path, spark).con)
+    ]
+    assert kinds[0] == kinds[1] == ["sync", "template"]

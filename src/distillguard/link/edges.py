@@ -31,6 +31,8 @@ import pyarrow.compute as pc
 from ibis import _
 from ibis.expr.types import Table
 
+from distillguard.features import epoch_s
+
 NODE_SEP = "#"
 EDGE_SCHEMA = pa.schema(
     [
@@ -154,7 +156,7 @@ def _node_count(acts: Table) -> int:
 def _activity(events: Table, signals: Table, p: EdgeParams) -> Table:
     """Per request: its node, epoch seconds and the signal columns the keys are made of."""
     ev = event_nodes(events, p.router_min_end_users)
-    ev = ev.select("request_id", "account_id", "node", epoch=ev.start_time.epoch_seconds())
+    ev = ev.select("request_id", "account_id", "node", epoch=epoch_s(ev.start_time))
     sig = signals.select("request_id", "ip_prefix", "asn", "ua_family", "template_id")
     return ev.join(sig, "request_id")
 
@@ -314,7 +316,7 @@ def _turn_pairs(acts: Table, p: EdgeParams) -> Table:
 def _payment_pairs(accounts: Table, n_nodes: int, p: EdgeParams) -> Table:
     """Accounts paying with the same instrument."""
     acc = accounts.filter(accounts.payment_fingerprint.notnull())
-    members = acc.select(key=acc.payment_fingerprint, node=acc.account_id, t=acc.created_at.epoch_seconds())
+    members = acc.select(key=acc.payment_fingerprint, node=acc.account_id, t=epoch_s(acc.created_at))
     return _keyed_pairs(members.mutate(t=members.t.fill_null(0)), "payment", n_nodes, p)
 
 
@@ -325,7 +327,7 @@ def _burst_pairs(accounts: Table, n_nodes: int, p: EdgeParams) -> Table:
         & accounts.created_at.notnull()
         & ~accounts.email_domain.lower().isin(list(PUBLIC_MAIL_DOMAINS))
     )
-    acc = acc.select(domain=acc.email_domain.lower(), node=acc.account_id, t=acc.created_at.epoch_seconds())
+    acc = acc.select(domain=acc.email_domain.lower(), node=acc.account_id, t=epoch_s(acc.created_at))
     sizes = acc.group_by("domain").aggregate(n=acc.node.count())
     sizes = sizes.filter(sizes.n <= p.most_key_nodes(n_nodes))
     acc = acc.join(sizes, "domain")
