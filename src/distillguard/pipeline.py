@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cache, partial
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +29,8 @@ from distillguard.attribute import attribute, export_stix, load_intel
 from distillguard.context import CrossAccountContext
 from distillguard.features import FEATURES, account_features, request_table
 from distillguard.io import READERS, ReadOptions, RejectSink, detect_format, read_events
-from distillguard.io.base import LineReader, Reject
-from distillguard.io.blocks import LineBlock, iter_blocks, renumbered
+from distillguard.io.base import LineReader, as_asked
+from distillguard.io.blocks import iter_blocks, read_block, renumbered
 from distillguard.labels import apply_labels, read_labels
 from distillguard.link import LinkResult, edge_table, find_campaigns
 from distillguard.policy import Policy
@@ -42,7 +42,8 @@ from distillguard.signals import (
     SIGNAL_INPUTS,
     event_signals,
     prompt_signal_schema,
-    prompt_signals,
+    prompt_table_schema,
+    with_prompt_signals,
 )
 from distillguard.signals.workers import SignalWorkers, default_workers
 from distillguard.store import (
@@ -119,7 +120,7 @@ def file_events(
     name = detect_format(path)
     reader = READERS.get(name or "")
     if name is None or workers is None or workers.workers < 2 or not isinstance(reader, LineReader):
-        yield from map(partial(_kept, options), read_events(path, rejects, options, name))
+        yield from map(partial(as_asked, options), read_events(path, rejects, options, name))
         return
     # Converting lines is most of ingest, and Python work per line: blocks of lines are converted
     # on every worker process and this one, which also stores the batches (see io/blocks.py).
@@ -130,29 +131,6 @@ def file_events(
             rejects.rejects.extend(renumbered(rejected, lines_before))
             lines_before += lines
             yield from batches
-
-
-def read_block(
-    fmt: str, block: LineBlock, options: ReadOptions
-) -> tuple[list[pa.RecordBatch], list[Reject], int]:
-    """The events (kept as `file_events` keeps them) and rejects (line numbers within the block) of a
-    block of one log's lines, and how many lines it held."""
-    reader = READERS[fmt]
-    assert isinstance(reader, LineReader)
-    sink = RejectSink()
-    lines, count = block.lines(sink)
-    batches = [_kept(options, b) for b in reader.read_lines(block.log, lines, sink, options)]
-    return batches, sink.rejects, count
-
-
-def _kept(options: ReadOptions, batch: pa.RecordBatch) -> pa.RecordBatch:
-    return batch if options.keep_responses else without_responses(batch)
-
-
-def without_responses(batch: pa.RecordBatch) -> pa.RecordBatch:
-    """The batch with its response text dropped (nulls), every other column as it was."""
-    at = batch.schema.get_field_index("response_text")
-    return batch.set_column(at, batch.schema.field(at), pa.nulls(batch.num_rows, pa.string()))
 
 
 def _counted(batches: Iterator[pa.RecordBatch], bar: Progress, task: Any) -> Iterator[pa.RecordBatch]:
@@ -191,12 +169,12 @@ def compute_request_signals(
     todo = todo.mutate(user_text=user, system_prompt=system)
     distinct = todo.select("system_prompt", "user_text").distinct()
     prompts = distinct.mutate(content_present=distinct.user_text.notnull()).select(*PROMPT_INPUTS)
-    with store.scratch_table(_prompt_table_schema()) as (by_prompt, known):
+    with store.scratch_table(prompt_table_schema()) as (by_prompt, known):
         with progress() as bar:
             # No total: counting the distinct prompts would run the DISTINCT over every text twice.
             task = bar.add_task("signals: prompts", total=None)
             batches = ((b,) for b in stream(store, prompts, batch_rows))
-            for out in workers.apply(_with_prompt_signals, batches):
+            for out in workers.apply(with_prompt_signals, batches):
                 store.append_arrow(by_prompt, pa.Table.from_batches([out]))
                 bar.advance(task, out.num_rows)
         same = [todo[c].identical_to(known[c]) for c in ("system_prompt", "user_text")]
@@ -210,20 +188,6 @@ def compute_request_signals(
                 done += out.num_rows
                 bar.update(task, completed=done)
     return done
-
-
-@cache
-def _prompt_table_schema() -> pa.Schema:
-    """A prompt (as the prompt signals see it) and its prompt signals."""
-    prompt = [pa.field("system_prompt", pa.string()), pa.field("user_text", pa.string())]
-    return pa.schema([*prompt, *prompt_signal_schema()])
-
-
-def _with_prompt_signals(batch: pa.RecordBatch) -> pa.RecordBatch:
-    """A batch of prompts (`PROMPT_INPUTS`) with their prompt signals: `_prompt_table_schema` rows."""
-    found = prompt_signals(batch)
-    columns = [batch.column("system_prompt"), batch.column("user_text"), *found.columns]
-    return pa.RecordBatch.from_arrays(columns, schema=_prompt_table_schema())
 
 
 def stream(store: Store, expr: ibis.Table, batch_rows: int) -> Iterator[pa.RecordBatch]:

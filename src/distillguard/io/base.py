@@ -90,6 +90,17 @@ class ReadOptions:
     keep_responses: bool = False
 
 
+def as_asked(options: ReadOptions, batch: pa.RecordBatch) -> pa.RecordBatch:
+    """The batch as ingest stores it: without response text unless `options.keep_responses`."""
+    return batch if options.keep_responses else without_responses(batch)
+
+
+def without_responses(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """The batch with its response text dropped (nulls), every other column as it was."""
+    at = batch.schema.get_field_index("response_text")
+    return batch.set_column(at, batch.schema.field(at), pa.nulls(batch.num_rows, pa.string()))
+
+
 class Reader(Protocol):
     """One log format. `sniff` looks at the first parsed record (None for binary formats)."""
 

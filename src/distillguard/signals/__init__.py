@@ -97,6 +97,21 @@ def prompt_signals(batch: pa.RecordBatch) -> pa.RecordBatch:
     return apply_signals(batch, signals, prompt_signal_schema(), carried=())
 
 
+@cache
+def prompt_table_schema() -> pa.Schema:
+    """A prompt (as the prompt signals see it) and its prompt signals."""
+    prompt = [pa.field("system_prompt", pa.string()), pa.field("user_text", pa.string())]
+    return pa.schema([*prompt, *prompt_signal_schema()])
+
+
+def with_prompt_signals(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """A batch of prompts (`PROMPT_INPUTS`) with their prompt signals: `prompt_table_schema` rows.
+    Run in the signal workers (`pipeline.compute_request_signals`)."""
+    found = prompt_signals(batch)
+    columns = [batch.column("system_prompt"), batch.column("user_text"), *found.columns]
+    return pa.RecordBatch.from_arrays(columns, schema=prompt_table_schema())
+
+
 def event_signals(batch: pa.RecordBatch) -> pa.RecordBatch:
     """REQUEST_SIGNAL_SCHEMA rows for a batch of the other signals' inputs that already holds its
     prompt signals' columns (`prompt_signals` of each row's prompt)."""
@@ -142,7 +157,9 @@ __all__ = [
     "event_signals",
     "prompt_signal_schema",
     "prompt_signals",
+    "prompt_table_schema",
     "request_signal_row",
     "request_signals",
     "warm_up_signals",
+    "with_prompt_signals",
 ]
