@@ -1,7 +1,8 @@
 import numpy as np
+import pyarrow as pa
 
 from distillguard.features import FEATURES
-from distillguard.score import Reason, RiskModel
+from distillguard.score import DEFAULT_MODEL, Reason, RiskModel, feature_matrix
 
 
 def _reasons_with_numpy(model: RiskModel, x: np.ndarray, top: int = 5) -> list[Reason]:
@@ -48,9 +49,6 @@ def test_reasons_follow_their_definition() -> None:
 
 def test_feature_matrix_ignores_summation_noise() -> None:
     """Two scans' parallel sums differ in their last bits; the matrix (and so the score) must not."""
-    import pyarrow as pa
-
-    from distillguard.score import DEFAULT_MODEL, feature_matrix
 
     def table(value: float) -> pa.Table:
         return pa.table({f: [value if i == 0 else 1.0] for i, f in enumerate(FEATURES)})
